@@ -1,0 +1,90 @@
+"""The one NinjaAPI, mounted at the site root, and the one error shape."""
+
+import logging
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from rhetor_site.errors import RhetorError
+
+logger = logging.getLogger("rhetor")
+
+api = NinjaAPI(
+    title="Rhetor",
+    version="0.2.0",
+    description="The LLM gateway of the Tekton multi-AI system.",
+    docs_url="/docs",
+    urls_namespace="rhetor",
+)
+
+
+def _location(loc: list[Any]) -> str:
+    # ninja reports ("body", "payload", "field", ...); clients want the field path.
+    parts = [str(p) for p in loc if p not in ("body", "payload", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+@api.exception_handler(RhetorError)
+def rhetor_error(request: HttpRequest, exc: RhetorError) -> HttpResponse:
+    return api.create_response(request, exc.as_body(), status=exc.status)
+
+
+@api.exception_handler(ValidationError)
+def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    problems = []
+    for err in exc.errors:
+        field = _location(list(err.get("loc", [])))
+        problems.append({"field": field, "message": err.get("msg", "invalid value")})
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
+    return api.create_response(
+        request,
+        {"error": f"Invalid request: {summary}", "code": "validation_error", "fields": problems},
+        status=422,
+    )
+
+
+@api.exception_handler(Http404)
+def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return api.create_response(
+        request, {"error": str(exc) or "Not found", "code": "not_found"}, status=404
+    )
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return api.create_response(
+        request, {"error": "A valid API key is required", "code": "unauthorized"}, status=401
+    )
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return api.create_response(
+        request, {"error": str(exc), "code": f"http_{exc.status_code}"}, status=exc.status_code
+    )
+
+
+@api.exception_handler(Exception)
+def unexpected_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("Unhandled error on %s %s", request.method, request.path)
+    return api.create_response(
+        request, {"error": "Internal server error", "code": "internal_error"}, status=500
+    )
+
+
+def _add_routers() -> None:
+    # Each app exposes `router`; imported here so the apps stay independent of each other.
+    from budget.api import router as budget_router
+    from contexts.api import router as contexts_router
+    from llm.api import router as llm_router
+    from prompts.api import router as prompts_router
+
+    api.add_router("", llm_router)
+    api.add_router("", prompts_router)
+    api.add_router("", budget_router)
+    api.add_router("", contexts_router)
+
+
+_add_routers()

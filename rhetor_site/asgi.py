@@ -1,0 +1,29 @@
+"""ASGI entry point: HTTP through Django, WebSockets through Channels, on one port."""
+
+import os
+
+from django.conf import settings
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rhetor_site.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from rhetor_site.routing import websocket_urlpatterns  # noqa: E402
+
+# The admin console needs its CSS and JS. Daphne has no static file server, so unless an
+# operator serves STATIC_ROOT from a front web server (RHETOR_SERVE_STATIC=false), Django's
+# staticfiles handler answers /static/ itself; every other path goes straight to Django.
+http_app = (
+    ASGIStaticFilesHandler(django_asgi_app) if settings.RHETOR_SERVE_STATIC else django_asgi_app
+)
+
+application = ProtocolTypeRouter(
+    {
+        "http": http_app,
+        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+    }
+)

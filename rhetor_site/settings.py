@@ -1,0 +1,185 @@
+"""Rhetor settings. Everything comes from the environment (django-environ).
+
+With nothing set, Rhetor runs on SQLite, the in-memory channel layer and the simulated
+provider. `DATABASE_URL` and `REDIS_URL` switch to the scale-out setup.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")  # optional file; real environment variables win
+
+
+def env_secret(name: str, default: str = "") -> str:
+    """Read a secret from NAME, or from the file named by NAME_FILE."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return env.str(name, default=default)
+
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG and env.bool("DJANGO_REQUIRE_SECRET_KEY", default=False):
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production.")
+    # The default run is a loopback development server; a fixed key there is harmless,
+    # and issue #8's deploy check refuses it for anything else.
+    SECRET_KEY = "rhetor-insecure-development-key-change-me"  # noqa: S105
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "llm",
+    "prompts",
+    "budget",
+    "contexts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "rhetor_site.urls"
+ASGI_APPLICATION = "rhetor_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database (R13) ---------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'rhetor.sqlite3'}")}
+_engine = DATABASES["default"]["ENGINE"]
+if _engine.endswith("sqlite3"):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;"
+            ),
+            "transaction_mode": "IMMEDIATE",
+        }
+    )
+elif "postgresql" in _engine:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channels and cache (R18) -----------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+RHETOR_WORKERS = env.int("RHETOR_WORKERS", default=1)
+if RHETOR_WORKERS > 1 and not REDIS_URL:
+    raise ImproperlyConfigured(
+        "RHETOR_WORKERS > 1 needs REDIS_URL: the in-memory channel layer and cache "
+        "cannot reach across processes."
+    )
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "rhetor"},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+RHETOR_SERVE_STATIC = env.bool("RHETOR_SERVE_STATIC", default=True)
+
+# --- Logging ------------------------------------------------------------------------
+RHETOR_LOG_LEVEL = env.str("RHETOR_LOG_LEVEL", default="info").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        name: {"handlers": ["console"], "level": RHETOR_LOG_LEVEL, "propagate": False}
+        for name in ("rhetor", "llm", "prompts", "budget", "contexts")
+    },
+}
+
+# --- Rhetor -------------------------------------------------------------------------
+RHETOR_VERSION = "0.2.0"
+RHETOR_HOST = env.str("RHETOR_HOST", default="127.0.0.1")
+RHETOR_PORT = env.int("RHETOR_PORT", default=8300)
+# Providers Rhetor may use; a real one is enabled only when it is configured (key set,
+# or for Ollama, reachable).
+RHETOR_PROVIDERS = env.list(
+    "RHETOR_PROVIDERS", default=["anthropic", "openai", "ollama", "simulated"]
+)
+RHETOR_TASK_CONFIG = env.str("RHETOR_TASK_CONFIG", default="")
+RHETOR_PROVIDER_TIMEOUT = env.float("RHETOR_PROVIDER_TIMEOUT", default=120.0)
+RHETOR_CONNECT_TIMEOUT = env.float("RHETOR_CONNECT_TIMEOUT", default=5.0)
+# Delay between simulated tokens, seconds: a realistic cadence by default.
+RHETOR_SIMULATED_DELAY = env.float("RHETOR_SIMULATED_DELAY", default=0.02)
+
+ANTHROPIC_API_KEY = env_secret("ANTHROPIC_API_KEY")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
+OPENAI_API_KEY = env_secret("OPENAI_API_KEY")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+OLLAMA_BASE_URL = env.str("OLLAMA_BASE_URL", default="http://localhost:11434")
+# Extra model ids a provider accepts beyond the built-in catalogue (comma lists).
+RHETOR_ANTHROPIC_MODELS = env.list("RHETOR_ANTHROPIC_MODELS", default=[])
+RHETOR_OPENAI_MODELS = env.list("RHETOR_OPENAI_MODELS", default=[])
+
+RHETOR_TIMEZONE = env.str("RHETOR_TIMEZONE", default="UTC")
+RHETOR_BUDGET_POLICY = env.str("RHETOR_BUDGET_POLICY", default="warn")
+RHETOR_BUDGET_DAILY_LIMIT = env.str("RHETOR_BUDGET_DAILY_LIMIT", default="")
+RHETOR_BUDGET_WEEKLY_LIMIT = env.str("RHETOR_BUDGET_WEEKLY_LIMIT", default="")
+RHETOR_BUDGET_MONTHLY_LIMIT = env.str("RHETOR_BUDGET_MONTHLY_LIMIT", default="")
+RHETOR_ALLOW_BUDGET_BYPASS = env.bool("RHETOR_ALLOW_BUDGET_BYPASS", default=False)
+
+HERMES_API_URL = env.str("HERMES_API_URL", default="")
+ENGRAM_URL = env.str("ENGRAM_URL", default="")

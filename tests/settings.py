@@ -1,0 +1,16 @@
+from rhetor_site.settings import *
+
+SECRET_KEY = "test-only"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Tests never reach a real provider: only the simulated one unless a test points a real
+# provider at a local fake upstream.
+RHETOR_PROVIDERS = ["simulated"]
+ANTHROPIC_API_KEY = ""
+OPENAI_API_KEY = ""
+OLLAMA_BASE_URL = "http://127.0.0.1:9"
+RHETOR_SIMULATED_DELAY = 0.0
+RHETOR_TASK_CONFIG = ""
+HERMES_API_URL = ""
+ENGRAM_URL = ""
