@@ -1,0 +1,197 @@
+"""Templates, system prompts and their immutable versions.
+
+A version row is written once and never changed: editing content creates a new version
+(R7). A prompt's active version is a pointer on the prompt; moving it (activation,
+rollback) is recorded in `PromptActivation`, itself append-only.
+"""
+
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from prompts.errors import VersionImmutable
+from rhetor_site.db import TimestampedModel
+
+
+class Engine(models.TextChoices):
+    """How a version's content is rendered. `simple` is `{{ name }}` substitution only;
+    `jinja` is Jinja2's immutable sandbox with strict undefined (conditionals, loops)."""
+
+    SIMPLE = "simple", "Simple {{ name }} substitution"
+    JINJA = "jinja", "Jinja2 sandbox (conditionals and loops)"
+
+
+class AppendOnlyQuerySet(models.QuerySet[Any]):
+    def update(self, **kwargs: Any) -> int:
+        raise VersionImmutable(f"{self.model.__name__} rows are append-only; create a new one.")
+
+
+class AppendOnlyModel(models.Model):
+    """A row that can be inserted but never updated. Deletion happens only by cascade from
+    its parent (deleting a template or prompt)."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise VersionImmutable(
+                f"{type(self).__name__} {self.pk} is immutable; create a new version instead."
+            )
+        super().save(*args, **kwargs)
+
+
+class Template(TimestampedModel):
+    class Category(models.TextChoices):
+        SYSTEM = "system", "System"
+        TASK = "task", "Task"
+        COMPONENT = "component", "Component"
+        USER = "user", "User"
+        GENERAL = "general", "General"
+
+    slug = models.SlugField(
+        "template id", max_length=120, unique=True, help_text="Derived from the name."
+    )
+    name = models.CharField(max_length=200)
+    category = models.CharField(max_length=20, choices=Category.choices, default=Category.GENERAL)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["category", "name"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class VersionFields(AppendOnlyModel):
+    version = models.PositiveIntegerField()
+    content = models.TextField()
+    engine = models.CharField(max_length=10, choices=Engine.choices, default=Engine.SIMPLE)
+    # {name: {"type": ..., "required": bool, "default": ..., "description": str}}, in the
+    # order the names first appear in the content, then declared-only names.
+    variables = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    change_note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def variable_names(self) -> list[str]:
+        return list(self.variables)
+
+
+class TemplateVersion(VersionFields):
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
+
+    class Meta:
+        ordering = ["template_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "version"], name="prompts_templateversion_unique_number"
+            ),
+            models.CheckConstraint(
+                condition=Q(version__gte=1), name="prompts_templateversion_version_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template_id} v{self.version}"
+
+
+class Personality(TimestampedModel):
+    name = models.CharField(max_length=100, unique=True)
+    traits = models.JSONField(default=list, blank=True, help_text="A list of short traits.")
+    tone = models.CharField(max_length=100, blank=True)
+    description = models.TextField(blank=True)
+    examples = models.JSONField(default=list, blank=True, help_text="Example phrasings.")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "personalities"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Prompt(TimestampedModel):
+    slug = models.SlugField("prompt id", max_length=120, unique=True)
+    name = models.CharField(max_length=200)
+    component = models.CharField(max_length=64, db_index=True)
+    task_type = models.CharField(
+        max_length=64, blank=True, help_text="Empty: any task type of the component."
+    )
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    is_default = models.BooleanField(default=False)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    personality = models.ForeignKey(
+        Personality, null=True, blank=True, on_delete=models.SET_NULL, related_name="prompts"
+    )
+    # The pointer: which version requests use. Moved only by prompt_version_activate.
+    active_version = models.OneToOneField(
+        "PromptVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="active_for",
+    )
+
+    class Meta:
+        ordering = ["component", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["component"],
+                condition=Q(is_default=True),
+                name="prompts_prompt_one_default_per_component",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class PromptVersion(VersionFields):
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="versions")
+
+    class Meta:
+        ordering = ["prompt_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prompt", "version"], name="prompts_promptversion_unique_number"
+            ),
+            models.CheckConstraint(
+                condition=Q(version__gte=1), name="prompts_promptversion_version_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prompt_id} v{self.version}"
+
+
+class PromptActivation(AppendOnlyModel):
+    """One move of a prompt's active-version pointer: who, when, from which version."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="activations")
+    version = models.ForeignKey(PromptVersion, on_delete=models.CASCADE, related_name="+")
+    previous_version = models.ForeignKey(
+        PromptVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    activated_by = models.CharField(max_length=150, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prompt_id} -> {self.version_id}"
