@@ -1,3 +1,232 @@
+"""Messaging and provider endpoints (TEKTON_CONTRACT.md, "Messaging" and "Providers").
+
+Operations that wait on a provider are async; each one parses, calls the request service
+and shapes the answer. /stream and streaming /message answer with server-sent events,
+opened only after the provider produced its first event, so every failure before that is
+a real HTTP error.
+"""
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
+from llm.providers import all_providers
+from llm.providers.base import ChatMessage
+from llm.router import REAL_PROVIDERS, RouteOptions, first_available_real_target
+from llm.schemas import (
+    ChatIn,
+    ErrorOut,
+    MessageIn,
+    MessageOut,
+    ProviderSetIn,
+    ProviderSetOut,
+    ProvidersOut,
+    StreamIn,
+)
+from llm.selectors import adefault_model_get
+from llm.services import LLMRequest, default_model_set, llm_complete, llm_stream_open
+from llm.streaming import iso_timestamp, message_payload, sse_response
+
 router = Router(tags=["llm"])
+
+ERRORS: dict[int, type[ErrorOut]] = {
+    400: ErrorOut,
+    402: ErrorOut,
+    404: ErrorOut,
+    422: ErrorOut,
+    502: ErrorOut,
+    503: ErrorOut,
+}
+
+
+def _options(payload: StreamIn | ChatIn) -> tuple[RouteOptions, dict[str, Any] | None]:
+    opts = payload.options
+    if opts is None:
+        return RouteOptions(), None
+    return (
+        RouteOptions(
+            provider=opts.provider,
+            model=opts.model,
+            temperature=opts.temperature,
+            max_tokens=opts.max_tokens,
+            fallback_provider=opts.fallback_provider,
+            fallback_model=opts.fallback_model,
+        ),
+        opts.prompt_variables,
+    )
+
+
+def _llm_request(payload: StreamIn | ChatIn) -> LLMRequest:
+    options, variables = _options(payload)
+    if isinstance(payload, ChatIn):
+        messages = tuple(ChatMessage(m.role, m.content) for m in payload.messages)
+    else:
+        messages = (ChatMessage("user", payload.message),)
+    return LLMRequest(
+        messages=messages,
+        context_id=payload.context_id,
+        component=payload.component,
+        task_type=payload.task_type,
+        options=options,
+        prompt_id=payload.prompt_id,
+        prompt_variables=variables,
+        whole_conversation=isinstance(payload, ChatIn),
+    )
+
+
+async def _answer(payload: MessageIn | ChatIn) -> HttpResponse:
+    request = _llm_request(payload)
+    if payload.streaming:
+        return sse_response(await llm_stream_open(request))
+    result = await llm_complete(request)
+    return JsonResponse(message_payload(result))
+
+
+@router.post(
+    "/message",
+    response={200: MessageOut, **ERRORS},
+    summary="Send a message (JSON, or SSE with streaming: true)",
+)
+async def message_send(request: HttpRequest, payload: MessageIn) -> HttpResponse:
+    return await _answer(payload)
+
+
+@router.post("/chat", response={200: MessageOut, **ERRORS}, summary="Send a chat conversation")
+async def chat_send(request: HttpRequest, payload: ChatIn) -> HttpResponse:
+    return await _answer(payload)
+
+
+@router.post(
+    "/stream",
+    response={200: MessageOut, **ERRORS},
+    summary="Send a message and stream the answer as server-sent events",
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "text/event-stream: data lines with chunk, model, provider, "
+                "context, done, timestamp; the terminal event has done=true and usage; a "
+                "failure mid-stream is an event with error and done=true.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        }
+    },
+)
+async def stream_send(request: HttpRequest, payload: StreamIn) -> HttpResponse:
+    return sse_response(await llm_stream_open(_llm_request(payload)))
+
+
+# --- Providers -----------------------------------------------------------------------------
+
+
+async def provider_availability() -> dict[str, bool]:
+    return {pid: await p.is_available() for pid, p in all_providers().items()}
+
+
+async def _default_choice(available: dict[str, bool]) -> tuple[str, str]:
+    """The default shown to clients is always an available provider: the operator's
+    choice when it is available, else the first available real provider, else simulated."""
+    chosen = await adefault_model_get()
+    if chosen is not None and available.get(chosen.provider):
+        return chosen.provider, chosen.model
+    target = await first_available_real_target()
+    if target is not None:
+        return target.provider, target.model
+    simulated = all_providers()["simulated"]
+    return "simulated", simulated.default_model()
+
+
+@router.get("/providers", response=ProvidersOut, summary="Providers, their models and the default")
+async def providers_list(request: HttpRequest) -> dict[str, Any]:
+    available = await provider_availability()
+    providers = {
+        pid: {
+            "name": p.name,
+            "available": available[pid],
+            "models": [{"id": m.id, "name": m.name} for m in p.models()],
+        }
+        for pid, p in all_providers().items()
+    }
+    default_provider, default_model = await _default_choice(available)
+    return {
+        "providers": providers,
+        "default_provider": default_provider,
+        "default_model": default_model,
+    }
+
+
+@router.post(
+    "/provider", response={200: ProviderSetOut, **ERRORS}, summary="Set the default provider"
+)
+def provider_set(request: HttpRequest, payload: ProviderSetIn) -> dict[str, Any]:
+    chosen = default_model_set(provider=payload.provider_id, model=payload.model_id)
+    return {"success": True, "provider": chosen.provider, "model": chosen.model}
+
+
+# --- Service status ------------------------------------------------------------------------
+
+
+def _database_ok() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # any driver error means unhealthy
+        return f"database unreachable: {exc.__class__.__name__}"
+    return None
+
+
+@router.get("/health", response={200: dict, 503: dict}, summary="Health check")
+async def health_get(request: HttpRequest) -> HttpResponse:
+    from django.conf import settings
+
+    problem = await sync_to_async(_database_ok)()
+    body: dict[str, Any] = {
+        "status": "unhealthy" if problem else "healthy",
+        "component": "rhetor",
+        "version": settings.RHETOR_VERSION,
+        "timestamp": iso_timestamp(),
+        "providers": await provider_availability(),
+    }
+    if problem:
+        body["reason"] = problem
+    return JsonResponse(body, status=503 if problem else 200)
+
+
+ENDPOINTS = [
+    "GET /",
+    "GET /health",
+    "GET /providers",
+    "POST /provider",
+    "POST /message",
+    "POST /stream",
+    "POST /chat",
+    "GET /ws (WebSocket)",
+    "GET /templates",
+    "POST /templates",
+    "GET /prompts",
+    "POST /prompts",
+    "GET /contexts",
+    "GET /budget",
+    "GET /docs",
+]
+
+
+@router.get("/", summary="Service information")
+async def root_get(request: HttpRequest) -> dict[str, Any]:
+    from django.conf import settings
+
+    available = await provider_availability()
+    default_provider, default_model = await _default_choice(available)
+    return {
+        "name": "Rhetor",
+        "description": "LLM Management System for Tekton",
+        "version": settings.RHETOR_VERSION,
+        "status": "running",
+        "endpoints": ENDPOINTS,
+        "providers": available,
+        "real_providers_configured": any(available.get(p) for p in REAL_PROVIDERS),
+        "default_provider": default_provider,
+        "default_model": default_model,
+    }

@@ -1,0 +1,393 @@
+"""Task routing and fallbacks.
+
+A route names the provider/model for a task type (optionally per component) with its
+temperature, max_tokens and fallback chain. `plan_targets` turns a route and the request's
+options into the ordered list of models to try; `open_stream` tries them in order and
+returns the first stream that produced its first event. Retries and fallbacks live here
+and only here (the SDK clients are created with max_retries=0).
+"""
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from llm.errors import (
+    NO_PROVIDER_ANSWERED,
+    UNKNOWN_MODEL,
+    UNKNOWN_PROVIDER,
+    UNKNOWN_TASK_TYPE,
+    ProviderRejected,
+    ProviderUnavailable,
+    UnknownModel,
+    UnknownProvider,
+    UnknownTaskType,
+)
+from llm.providers import PROVIDER_ORDER, get_provider
+from llm.providers.base import CompletionRequest, ProviderError, StreamEvent
+
+logger = logging.getLogger("llm")
+
+SIMULATED = "simulated"
+REAL_PROVIDERS = tuple(p for p in PROVIDER_ORDER if p != SIMULATED)
+
+
+@dataclass(frozen=True)
+class Target:
+    provider: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    target: Target
+    temperature: float | None = None
+    max_tokens: int | None = None
+    fallbacks: tuple[Target, ...] = ()
+
+
+def _route(name: str, provider: str, model: str, temp: float, max_tokens: int, fb: str) -> Route:
+    fb_provider, fb_model = fb.split("/", 1)
+    return Route(name, Target(provider, model), temp, max_tokens, (Target(fb_provider, fb_model),))
+
+
+DEFAULT_ROUTES: dict[str, Route] = {
+    r.name: r
+    for r in (
+        _route("code", "anthropic", "claude-3-opus-20240229", 0.2, 4000, "openai/gpt-4-turbo"),
+        _route("planning", "anthropic", "claude-3-sonnet-20240229", 0.7, 4000, "openai/gpt-4o"),
+        _route("reasoning", "anthropic", "claude-3-sonnet-20240229", 0.5, 4000, "openai/gpt-4o"),
+        _route("chat", "anthropic", "claude-3-haiku-20240307", 0.8, 2000, "openai/gpt-3.5-turbo"),
+        _route("default", "anthropic", "claude-3-sonnet-20240229", 0.7, 4000, "openai/gpt-4o"),
+    )
+}
+
+
+def _parse_route(name: str, spec: Any) -> Route:
+    where = f"task route {name!r}"
+    if not isinstance(spec, dict):
+        raise ImproperlyConfigured(f"{where}: expected an object, got {type(spec).__name__}")
+    provider, model = spec.get("provider"), spec.get("model")
+    if provider not in PROVIDER_ORDER:
+        raise ImproperlyConfigured(f"{where}: provider must be one of {', '.join(PROVIDER_ORDER)}")
+    if not isinstance(model, str) or not model:
+        raise ImproperlyConfigured(f"{where}: model must be a non-empty string")
+    options = spec.get("options") or {}
+    if not isinstance(options, dict):
+        raise ImproperlyConfigured(f"{where}: options must be an object")
+    temperature = options.get("temperature")
+    max_tokens = options.get("max_tokens")
+    if temperature is not None and not isinstance(temperature, int | float):
+        raise ImproperlyConfigured(f"{where}: options.temperature must be a number")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise ImproperlyConfigured(f"{where}: options.max_tokens must be a positive integer")
+    fallbacks: list[Target] = []
+    if options.get("fallback_provider") and options.get("fallback_model"):
+        fallbacks.append(Target(options["fallback_provider"], options["fallback_model"]))
+    for extra in options.get("fallbacks") or []:  # our extension: a longer chain
+        fallbacks.append(Target(extra["provider"], extra["model"]))
+    for fb in fallbacks:
+        if fb.provider not in PROVIDER_ORDER:
+            raise ImproperlyConfigured(f"{where}: unknown fallback provider {fb.provider!r}")
+    return Route(
+        name=name,
+        target=Target(provider, model),
+        temperature=float(temperature) if temperature is not None else None,
+        max_tokens=max_tokens,
+        fallbacks=tuple(fallbacks),
+    )
+
+
+def parse_task_config(data: Any) -> dict[str, Route]:
+    """Routes from the seed's task configuration format (a JSON object of routes)."""
+    if not isinstance(data, dict):
+        raise ImproperlyConfigured("task configuration must be a JSON object of routes")
+    return {str(name): _parse_route(str(name), spec) for name, spec in data.items()}
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    routes: dict[str, Route]
+    task_types: frozenset[str] = field(default_factory=frozenset)
+
+    def lookup(self, *, component: str | None, task_type: str) -> Route:
+        """`<component>_<task_type>`, then `<component>`, then `<task_type>`, then `default`."""
+        if task_type not in self.task_types:
+            raise UnknownTaskType(
+                UNKNOWN_TASK_TYPE.format(
+                    task_type=task_type, known=", ".join(sorted(self.task_types))
+                ),
+                field="task_type",
+            )
+        names = []
+        if component:
+            names += [f"{component}_{task_type}", component]
+        names += [task_type, "default"]
+        for name in names:
+            if name in self.routes:
+                return self.routes[name]
+        raise ImproperlyConfigured("the default task route is missing")  # pragma: no cover
+
+
+def build_route_table(routes: dict[str, Route]) -> RouteTable:
+    task_types = set(DEFAULT_ROUTES) | {"summarize"}
+    for name in routes:
+        # "ergon_code" adds nothing new; "translation" adds a task type. A component-only
+        # route ("ergon") also becomes accepted as a task type, which is harmless.
+        task_types.add(name.rsplit("_", 1)[-1] if "_" in name else name)
+    merged = {**DEFAULT_ROUTES, **routes}
+    if "summarize" not in merged:
+        # Summaries go to the cheapest route by default; an operator may override it.
+        merged["summarize"] = _route(
+            "summarize", "anthropic", "claude-3-haiku-20240307", 0.3, 500, "openai/gpt-3.5-turbo"
+        )
+    return RouteTable(routes=merged, task_types=frozenset(task_types))
+
+
+@lru_cache(maxsize=4)
+def _route_table_for(path: str) -> RouteTable:
+    if not path:
+        return build_route_table({})
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ImproperlyConfigured(f"RHETOR_TASK_CONFIG: no such file {path!r}") from exc
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"RHETOR_TASK_CONFIG {path!r} is not valid JSON: {exc}") from exc
+    return build_route_table(parse_task_config(data))
+
+
+def route_table() -> RouteTable:
+    return _route_table_for(settings.RHETOR_TASK_CONFIG)
+
+
+# --- Validation of explicit choices --------------------------------------------------------
+
+
+def validate_target(provider_id: str, model: str | None) -> Target:
+    """An explicit provider (and model) from a client: unknown ones are a 400."""
+    provider = get_provider(provider_id)
+    if provider is None:
+        raise UnknownProvider(
+            UNKNOWN_PROVIDER.format(provider=provider_id, known=", ".join(PROVIDER_ORDER)),
+            field="provider",
+        )
+    model = model or provider.default_model()
+    if not provider.knows_model(model):
+        known = ", ".join(m.id for m in provider.models())
+        raise UnknownModel(
+            UNKNOWN_MODEL.format(model=model, provider=provider_id, known=known), field="model"
+        )
+    return Target(provider_id, model)
+
+
+# --- Planning ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteOptions:
+    provider: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    fallback_provider: str | None = None
+    fallback_model: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    route: Route
+    targets: tuple[Target, ...]
+    temperature: float | None
+    max_tokens: int | None
+
+
+async def real_provider_available() -> bool:
+    for pid in REAL_PROVIDERS:
+        provider = get_provider(pid)
+        if provider is not None and await provider.is_available():
+            return True
+    return False
+
+
+async def first_available_real_target() -> Target | None:
+    for pid in REAL_PROVIDERS:
+        provider = get_provider(pid)
+        if provider is not None and await provider.is_available():
+            return Target(pid, provider.default_model())
+    return None
+
+
+def _dedupe(targets: Iterable[Target]) -> tuple[Target, ...]:
+    seen: list[Target] = []
+    for target in targets:
+        if target not in seen:
+            seen.append(target)
+    return tuple(seen)
+
+
+async def plan_targets(
+    *, route: Route, options: RouteOptions, default_target: Target | None
+) -> Plan:
+    """The ordered models to try for a request.
+
+    - Request options override the route's model, temperature, max_tokens and fallback.
+    - `default_target` (the operator's POST /provider choice) serves the `default` route.
+    - With no real provider available at all, everything is served by the simulated
+      provider (that is the default run, not a fallback). With a real provider available,
+      the simulated one is never a silent stand-in: it is tried only when asked for.
+      The first available real provider's default model ends the chain, so a route whose
+      providers are not configured still reaches one that is.
+    """
+    if options.provider:
+        primary = validate_target(options.provider, options.model)
+    elif options.model:
+        primary = validate_target(route.target.provider, options.model)
+    elif route.name == "default" and default_target is not None:
+        primary = default_target
+    else:
+        primary = route.target
+    if options.fallback_provider:
+        fallbacks: tuple[Target, ...] = (
+            validate_target(options.fallback_provider, options.fallback_model),
+        )
+    else:
+        fallbacks = route.fallbacks
+    temperature = options.temperature if options.temperature is not None else route.temperature
+    max_tokens = options.max_tokens if options.max_tokens is not None else route.max_tokens
+
+    if not await real_provider_available():
+        simulated = get_provider(SIMULATED)
+        assert simulated is not None  # noqa: S101 - the registry always has it
+        model = primary.model if primary.provider == SIMULATED else simulated.default_model()
+        return Plan(route, (Target(SIMULATED, model),), temperature, max_tokens)
+
+    chain = [primary, *fallbacks]
+    last_resort = default_target or await first_available_real_target()
+    if last_resort is not None:
+        chain.append(last_resort)
+    explicit_simulated = primary.provider == SIMULATED
+    chain = [t for t in chain if t.provider != SIMULATED or explicit_simulated]
+    return Plan(route, _dedupe(chain), temperature, max_tokens)
+
+
+# --- Execution with fallbacks ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    target: Target
+    outcome: str  # "unavailable", "failed", "ok"
+    error: str = ""
+    status_code: int | None = None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The one place that decides whether another model may succeed where this failed:
+    connection errors, timeouts, 408/409/429, 5xx and broken payloads are; other 4xx
+    (bad request, authentication, permission) are not."""
+    return isinstance(exc, ProviderError) and exc.retryable
+
+
+@dataclass
+class OpenedStream:
+    """A provider stream that has produced its first event."""
+
+    target: Target
+    request: CompletionRequest
+    first: StreamEvent
+    rest: AsyncIterator[StreamEvent]
+    attempts: list[Attempt]
+
+    @property
+    def fallback(self) -> bool:
+        return len(self.attempts) > 1
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        yield self.first
+        async for event in self.rest:
+            yield event
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _attempts_text(attempts: list[Attempt]) -> str:
+    return "; ".join(
+        f"{a.target}: {a.outcome}{' (' + a.error + ')' if a.error else ''}" for a in attempts
+    )
+
+
+RequestBuilder = Callable[[Target, Plan], CompletionRequest]
+
+
+async def open_stream(*, plan: Plan, build_request: RequestBuilder) -> OpenedStream:
+    """Try each target in order until one yields its first event.
+
+    An unavailable provider is skipped; a retryable failure before the first event moves
+    on to the next target; a terminal failure is raised as what it is. Once a stream has
+    produced an event it is never swapped for another model.
+    """
+    attempts: list[Attempt] = []
+    for target in plan.targets:
+        provider = get_provider(target.provider)
+        if provider is None or not await provider.is_available():
+            attempts.append(Attempt(target, "unavailable", "provider is not configured"))
+            continue
+        request = build_request(target, plan)
+        stream = provider.stream(request)
+        try:
+            first = await anext(aiter(stream))
+        except ProviderError as exc:
+            await _close(stream)
+            attempts.append(Attempt(target, "failed", exc.message, exc.status_code))
+            if is_retryable(exc):
+                logger.warning(
+                    "%s failed before its first chunk, trying the next model: %s", target, exc
+                )
+                continue
+            raise ProviderRejected(
+                f"{target.provider} rejected the request"
+                f"{f' (HTTP {exc.status_code})' if exc.status_code else ''}: {exc.message}",
+                provider_status=exc.status_code,
+                provider=target.provider,
+                model=target.model,
+            ) from exc
+        except StopAsyncIteration:
+            attempts.append(Attempt(target, "failed", "empty stream"))
+            continue
+        attempts.append(Attempt(target, "ok"))
+        return OpenedStream(target, request, first, stream, attempts)
+    raise ProviderUnavailable(
+        NO_PROVIDER_ANSWERED.format(attempts=_attempts_text(attempts) or "no model to try"),
+        attempts=[
+            {
+                "provider": a.target.provider,
+                "model": a.target.model,
+                "outcome": a.outcome,
+                "error": a.error,
+            }
+            for a in attempts
+        ],
+    )
+
+
+async def _close(stream: AsyncIterator[StreamEvent]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            logger.debug("closing a failed stream raised", exc_info=True)

@@ -1,0 +1,136 @@
+"""Request and response schemas of the messaging API (TEKTON_CONTRACT.md, "Messaging").
+
+Every input field is accepted in snake_case and camelCase (Tekton's shared models use
+camelCase aliases). Unknown keys in `options` are refused so a typo is not silently
+ignored; unknown top-level keys are accepted and ignored, because Tekton clients send
+extra keys (e.g. `streaming` to /stream).
+"""
+
+from typing import Any, Literal
+
+from ninja import Schema
+from pydantic import AliasChoices, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+
+def _aliases(name: str) -> AliasChoices:
+    return AliasChoices(name, to_camel(name))
+
+
+class OptionsIn(Schema):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    provider: str | None = None
+    model: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=1_000_000, validation_alias=_aliases("max_tokens")
+    )
+    fallback_provider: str | None = Field(
+        default=None, validation_alias=_aliases("fallback_provider")
+    )
+    fallback_model: str | None = Field(default=None, validation_alias=_aliases("fallback_model"))
+    prompt_variables: dict[str, Any] | None = Field(
+        default=None, validation_alias=_aliases("prompt_variables")
+    )
+
+
+class _RequestBase(Schema):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    context_id: str = Field(
+        default="default", min_length=1, max_length=512, validation_alias=_aliases("context_id")
+    )
+    task_type: str = Field(
+        default="default", min_length=1, max_length=100, validation_alias=_aliases("task_type")
+    )
+    component: str | None = Field(default=None, max_length=100)
+    options: OptionsIn | None = None
+    prompt_id: str | None = Field(default=None, validation_alias=_aliases("prompt_id"))
+
+
+class StreamIn(_RequestBase):
+    message: str = Field(min_length=1)
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message must not be blank")
+        return value
+
+
+class MessageIn(StreamIn):
+    streaming: bool = False
+
+
+class ChatMessageIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant", "system"]
+    content: str
+
+
+class ChatIn(_RequestBase):
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    streaming: bool = False
+
+    @field_validator("messages")
+    @classmethod
+    def _has_user_turn(cls, value: list[ChatMessageIn]) -> list[ChatMessageIn]:
+        if not any(m.role == "user" and m.content.strip() for m in value):
+            raise ValueError("messages must contain at least one non-empty user message")
+        return value
+
+
+class UsageOut(Schema):
+    input_tokens: int
+    output_tokens: int
+    cost: str | None = None
+
+
+class MessageOut(Schema):
+    message: str
+    model: str
+    provider: str
+    context: str
+    finished: bool
+    timestamp: str
+    usage: UsageOut
+    fallback: bool
+    budget_warnings: list[str]
+
+
+class ModelOut(Schema):
+    id: str
+    name: str
+
+
+class ProviderOut(Schema):
+    name: str
+    available: bool
+    models: list[ModelOut]
+
+
+class ProvidersOut(Schema):
+    providers: dict[str, ProviderOut]
+    default_provider: str
+    default_model: str
+
+
+class ProviderSetIn(Schema):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    provider_id: str = Field(min_length=1, validation_alias=_aliases("provider_id"))
+    model_id: str | None = Field(default=None, validation_alias=_aliases("model_id"))
+
+
+class ProviderSetOut(Schema):
+    success: bool
+    provider: str
+    model: str
+
+
+class ErrorOut(Schema):
+    error: str
+    code: str

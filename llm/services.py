@@ -1,0 +1,354 @@
+"""The one request path behind /message, /stream, /chat, the WebSocket and /v1.
+
+    prepare (route, plan, system prompt, history)  -- a few bounded queries
+    open     (try the plan's models until one streams its first event)
+    stream   (no database work per chunk)
+    finish   (store the exchange, in one transaction, after the provider is done)
+
+No transaction is held across a provider call: every database step runs in a short sync
+function called through sync_to_async.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from contexts.selectors import acontext_history_list
+from contexts.services import NewMessage, component_of, context_append_messages
+from llm.errors import StreamInterrupted
+from llm.models import DefaultModel
+from llm.providers import get_provider
+from llm.providers.base import (
+    ChatMessage,
+    CompletionRequest,
+    ProviderError,
+    StreamEnd,
+    TextDelta,
+    Usage,
+)
+from llm.router import (
+    OpenedStream,
+    Plan,
+    RouteOptions,
+    Target,
+    open_stream,
+    plan_targets,
+    route_table,
+    validate_target,
+)
+from llm.selectors import adefault_model_get
+from llm.tokens import MESSAGE_OVERHEAD, estimate_tokens
+
+logger = logging.getLogger("llm")
+
+# Room kept free in every model's window for formatting the tokenizer may add.
+WINDOW_SAFETY_TOKENS = 64
+DEFAULT_CONTEXT_WINDOW = 8192
+
+
+@dataclass(frozen=True)
+class LLMRequest:
+    """A request to the gateway, whatever door it came in by."""
+
+    messages: tuple[ChatMessage, ...]
+    context_id: str = "default"
+    component: str | None = None
+    task_type: str = "default"
+    options: RouteOptions = field(default_factory=RouteOptions)
+    prompt_id: str | None = None
+    prompt_variables: dict[str, Any] | None = None
+    # /chat: `messages` is the conversation to send (instead of the stored history).
+    whole_conversation: bool = False
+
+    @property
+    def resolved_component(self) -> str:
+        """An explicit component wins; else the part of context_id before the colon."""
+        return self.component or component_of(self.context_id)
+
+
+@dataclass(frozen=True)
+class LLMResult:
+    text: str
+    provider: str
+    model: str
+    context_id: str
+    usage: Usage
+    fallback: bool
+    finish_reason: str | None
+    timestamp: datetime
+    budget_warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    message: ChatMessage
+    tokens: int
+
+
+def context_window_of(target: Target) -> int:
+    provider = get_provider(target.provider)
+    if provider is not None:
+        for info in provider.models():
+            if info.id == target.model:
+                return info.context_window
+    return DEFAULT_CONTEXT_WINDOW
+
+
+def window_history(items: list[HistoryItem], *, budget: int) -> list[HistoryItem]:
+    """The most recent items whose tokens fit in `budget`, oldest first."""
+    kept: list[HistoryItem] = []
+    used = 0
+    for item in reversed(items):
+        cost = item.tokens + MESSAGE_OVERHEAD
+        if used + cost > budget:
+            break
+        kept.append(item)
+        used += cost
+    kept.reverse()
+    return kept
+
+
+def new_messages_to_store(
+    stored: list[tuple[str, str]], sent: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The part of a /chat conversation the context does not hold yet: the client may
+    resend the whole conversation, or only its tail; the longest overlap of the stored
+    tail with the sent head is not stored twice."""
+    for k in range(min(len(stored), len(sent)), 0, -1):
+        if stored[-k:] == sent[:k]:
+            return sent[k:]
+    return sent
+
+
+class RequestBuilder:
+    """Builds the provider request for each target of a plan: the system prompt, the
+    history windowed to the target model's context window, and the new turns."""
+
+    def __init__(
+        self, *, system: str | None, history: list[HistoryItem], new: tuple[ChatMessage, ...]
+    ) -> None:
+        self.system = system
+        self.history = history
+        self.new = new
+        self.fixed_tokens = (
+            estimate_tokens(system or "")
+            + sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD for m in new)
+            + WINDOW_SAFETY_TOKENS
+        )
+
+    def __call__(self, target: Target, plan: Plan) -> CompletionRequest:
+        window = context_window_of(target)
+        reserve_output = plan.max_tokens or min(4096, window // 4)
+        budget = window - reserve_output - self.fixed_tokens
+        kept = window_history(self.history, budget=budget) if budget > 0 else []
+        return CompletionRequest(
+            model=target.model,
+            messages=tuple(item.message for item in kept) + self.new,
+            system=self.system,
+            temperature=plan.temperature,
+            max_tokens=plan.max_tokens,
+            timeout=settings.RHETOR_PROVIDER_TIMEOUT,
+        )
+
+
+@dataclass
+class Prepared:
+    request: LLMRequest
+    plan: Plan
+    builder: RequestBuilder
+    to_store: list[NewMessage]
+
+
+def _split_system(messages: tuple[ChatMessage, ...]) -> tuple[list[str], tuple[ChatMessage, ...]]:
+    system = [m.content for m in messages if m.role == "system"]
+    turns = tuple(m for m in messages if m.role != "system")
+    return system, turns
+
+
+async def _default_target() -> Target | None:
+    chosen: DefaultModel | None = await adefault_model_get()
+    return Target(chosen.provider, chosen.model) if chosen else None
+
+
+async def prepare(request: LLMRequest) -> Prepared:
+    """Resolve the route and build what will be sent. Raises the request's 4xx errors."""
+    route = route_table().lookup(component=request.resolved_component, task_type=request.task_type)
+    default_target = await _default_target() if route.name == "default" else None
+    plan = await plan_targets(route=route, options=request.options, default_target=default_target)
+
+    stored = await acontext_history_list(context_id=request.context_id)
+    stored_items = [
+        HistoryItem(ChatMessage(m.role, m.content), m.tokens or estimate_tokens(m.content))
+        for m in stored
+    ]
+    system_parts: list[str] = []
+    if request.whole_conversation:
+        sent = [(m.role, m.content) for m in request.messages]
+        fresh = new_messages_to_store([(m.role, m.content) for m in stored], sent)
+        conversation_system, turns = _split_system(request.messages)
+        system_parts += conversation_system
+        # The client's conversation is what is sent: all but its last turn are history.
+        history = [HistoryItem(m, estimate_tokens(m.content)) for m in turns[:-1]]
+        new = turns[-1:]
+    else:
+        fresh = [(m.role, m.content) for m in request.messages]
+        stored_system = [i.message.content for i in stored_items if i.message.role == "system"]
+        system_parts += stored_system
+        history = [i for i in stored_items if i.message.role != "system"]
+        new_system, new = _split_system(request.messages)
+        system_parts += new_system
+    to_store = [
+        NewMessage(role, content, tokens=estimate_tokens(content)) for role, content in fresh
+    ]
+    system = "\n\n".join(part for part in system_parts if part) or None
+    builder = RequestBuilder(system=system, history=history, new=new)
+    return Prepared(request=request, plan=plan, builder=builder, to_store=to_store)
+
+
+def _store_exchange(
+    *, prepared: Prepared, reply: str, target: Target, usage: Usage | None, status: str, error: str
+) -> None:
+    messages = list(prepared.to_store)
+    if reply or status == "ok":
+        metadata: dict[str, Any] = {}
+        if status != "ok":
+            metadata = {"partial": True, "status": status, "error": error}
+        output_tokens = (
+            usage.output_tokens if usage and usage.output_tokens else estimate_tokens(reply)
+        )
+        messages.append(
+            NewMessage(
+                "assistant",
+                reply,
+                tokens=output_tokens,
+                provider=target.provider,
+                model=target.model,
+                metadata=metadata,
+            )
+        )
+    with transaction.atomic():
+        context_append_messages(
+            context_id=prepared.request.context_id,
+            component=prepared.request.resolved_component,
+            messages=messages,
+        )
+
+
+_astore_exchange = sync_to_async(_store_exchange)
+
+
+class LLMStream:
+    """An opened generation: iterate `chunks()` for text; `result` is set when it ends.
+
+    The exchange is stored when the stream ends, whether it completed, failed after it
+    began (StreamInterrupted is raised, never a silent end), or was cancelled by the
+    client (the partial reply is kept and flagged).
+    """
+
+    def __init__(self, prepared: Prepared, opened: OpenedStream) -> None:
+        self.prepared = prepared
+        self.opened = opened
+        self.result: LLMResult | None = None
+
+    @property
+    def provider(self) -> str:
+        return self.opened.target.provider
+
+    @property
+    def model(self) -> str:
+        return self.opened.target.model
+
+    @property
+    def fallback(self) -> bool:
+        return self.opened.fallback
+
+    @property
+    def context_id(self) -> str:
+        return self.prepared.request.context_id
+
+    async def chunks(self) -> AsyncIterator[str]:
+        parts: list[str] = []
+        end: StreamEnd | None = None
+        status, error = "cancelled", "cancelled by the client"
+        try:
+            async for event in self.opened.events():
+                if isinstance(event, TextDelta):
+                    if event.text:
+                        parts.append(event.text)
+                        yield event.text
+                elif isinstance(event, StreamEnd):
+                    end = event
+            if end is None:
+                status, error = "error", "the provider's stream ended without its final event"
+                raise StreamInterrupted(error, provider=self.provider, model=self.model)
+            status, error = "ok", ""
+        except ProviderError as exc:
+            status, error = "error", exc.message
+            raise StreamInterrupted(
+                f"{self.provider} failed mid-stream: {exc.message}",
+                provider=self.provider,
+                model=self.model,
+            ) from exc
+        finally:
+            await self.opened.aclose()
+            reply = "".join(parts)
+            usage = end.usage if end else None
+            # Shielded: a client disconnect cancels this task, but what was generated is
+            # still stored.
+            await asyncio.shield(
+                _astore_exchange(
+                    prepared=self.prepared,
+                    reply=reply,
+                    target=self.opened.target,
+                    usage=usage,
+                    status=status,
+                    error=error,
+                )
+            )
+            if end is not None:
+                self.result = LLMResult(
+                    text=reply,
+                    provider=self.provider,
+                    model=end.model or self.model,
+                    context_id=self.context_id,
+                    usage=end.usage,
+                    fallback=self.fallback,
+                    finish_reason=end.finish_reason,
+                    timestamp=timezone.now(),
+                )
+
+
+async def llm_stream_open(request: LLMRequest) -> LLMStream:
+    """Prepare a request and open its stream. Everything that can fail before the first
+    chunk (bad input, no provider, a terminal upstream error) raises here, so HTTP
+    clients get a real status code instead of a broken 200 stream."""
+    prepared = await prepare(request)
+    opened = await open_stream(plan=prepared.plan, build_request=prepared.builder)
+    return LLMStream(prepared, opened)
+
+
+async def llm_complete(request: LLMRequest) -> LLMResult:
+    """The non-streaming path: the same stream, collected."""
+    stream = await llm_stream_open(request)
+    async for _ in stream.chunks():
+        pass
+    assert stream.result is not None  # noqa: S101 - chunks() sets it or raises
+    return stream.result
+
+
+def default_model_set(*, provider: str, model: str | None) -> DefaultModel:
+    """Persist the default provider/model (validated against the provider's models)."""
+    target = validate_target(provider, model)
+    chosen, _ = DefaultModel.objects.update_or_create(
+        pk=DefaultModel.SINGLETON_ID,
+        defaults={"provider": target.provider, "model": target.model},
+    )
+    return chosen
