@@ -1,14 +1,19 @@
 """Writes to conversations."""
 
+import hashlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from contexts.models import Context, Message
+
+logger = logging.getLogger("contexts")
 
 
 @dataclass(frozen=True)
@@ -77,3 +82,43 @@ def context_append_messages(
 
 
 acontext_append_messages = sync_to_async(context_append_messages)
+
+
+# --- Live updates --------------------------------------------------------------------------
+
+
+def context_group(context_id: str) -> str:
+    """The channel-layer group of a context's subscribers. Group names are limited to
+    ASCII letters, digits, hyphens, underscores and periods, so the id is hashed."""
+    return "context." + hashlib.sha256(context_id.encode()).hexdigest()[:32]
+
+
+def message_event(context_id: str, message: Message) -> dict[str, Any]:
+    return {
+        "context": context_id,
+        "id": message.seq,
+        "role": message.role,
+        "content": message.content,
+        "provider": message.provider,
+        "model": message.model,
+        "timestamp": message.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "metadata": message.metadata,
+    }
+
+
+async def acontext_publish(*, context_id: str, messages: list[Message]) -> None:
+    """Tell every subscriber of the context (on any process, through the channel layer)
+    about appended messages. Best effort: a channel layer outage never fails a request."""
+    layer = get_channel_layer()
+    if layer is None or not messages:
+        return
+    try:
+        await layer.group_send(
+            context_group(context_id),
+            {
+                "type": "context.messages",
+                "messages": [message_event(context_id, m) for m in messages],
+            },
+        )
+    except Exception:
+        logger.warning("could not publish to the subscribers of %r", context_id, exc_info=True)

@@ -14,8 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
 from llm.providers import all_providers
-from llm.providers.base import ChatMessage
-from llm.router import REAL_PROVIDERS, RouteOptions, first_available_real_target
+from llm.router import REAL_PROVIDERS
 from llm.schemas import (
     ChatIn,
     ErrorOut,
@@ -26,8 +25,8 @@ from llm.schemas import (
     ProvidersOut,
     StreamIn,
 )
-from llm.selectors import adefault_model_get
-from llm.services import LLMRequest, default_model_set, llm_complete, llm_stream_open
+from llm.selectors import default_choice_get, provider_availability
+from llm.services import default_model_set, llm_complete, llm_stream_open
 from llm.streaming import iso_timestamp, message_payload, sse_response
 
 router = Router(tags=["llm"])
@@ -42,43 +41,8 @@ ERRORS: dict[int, type[ErrorOut]] = {
 }
 
 
-def _options(payload: StreamIn | ChatIn) -> tuple[RouteOptions, dict[str, Any] | None]:
-    opts = payload.options
-    if opts is None:
-        return RouteOptions(), None
-    return (
-        RouteOptions(
-            provider=opts.provider,
-            model=opts.model,
-            temperature=opts.temperature,
-            max_tokens=opts.max_tokens,
-            fallback_provider=opts.fallback_provider,
-            fallback_model=opts.fallback_model,
-        ),
-        opts.prompt_variables,
-    )
-
-
-def _llm_request(payload: StreamIn | ChatIn) -> LLMRequest:
-    options, variables = _options(payload)
-    if isinstance(payload, ChatIn):
-        messages = tuple(ChatMessage(m.role, m.content) for m in payload.messages)
-    else:
-        messages = (ChatMessage("user", payload.message),)
-    return LLMRequest(
-        messages=messages,
-        context_id=payload.context_id,
-        component=payload.component,
-        task_type=payload.task_type,
-        options=options,
-        prompt_id=payload.prompt_id,
-        prompt_variables=variables,
-        whole_conversation=isinstance(payload, ChatIn),
-    )
-
-
 async def _answer(payload: MessageIn | ChatIn) -> HttpResponse:
-    request = _llm_request(payload)
+    request = payload.llm_request()
     if payload.streaming:
         return sse_response(await llm_stream_open(request))
     result = await llm_complete(request)
@@ -115,27 +79,10 @@ async def chat_send(request: HttpRequest, payload: ChatIn) -> HttpResponse:
     },
 )
 async def stream_send(request: HttpRequest, payload: StreamIn) -> HttpResponse:
-    return sse_response(await llm_stream_open(_llm_request(payload)))
+    return sse_response(await llm_stream_open(payload.llm_request()))
 
 
 # --- Providers -----------------------------------------------------------------------------
-
-
-async def provider_availability() -> dict[str, bool]:
-    return {pid: await p.is_available() for pid, p in all_providers().items()}
-
-
-async def _default_choice(available: dict[str, bool]) -> tuple[str, str]:
-    """The default shown to clients is always an available provider: the operator's
-    choice when it is available, else the first available real provider, else simulated."""
-    chosen = await adefault_model_get()
-    if chosen is not None and available.get(chosen.provider):
-        return chosen.provider, chosen.model
-    target = await first_available_real_target()
-    if target is not None:
-        return target.provider, target.model
-    simulated = all_providers()["simulated"]
-    return "simulated", simulated.default_model()
 
 
 @router.get("/providers", response=ProvidersOut, summary="Providers, their models and the default")
@@ -149,7 +96,7 @@ async def providers_list(request: HttpRequest) -> dict[str, Any]:
         }
         for pid, p in all_providers().items()
     }
-    default_provider, default_model = await _default_choice(available)
+    default_provider, default_model = await default_choice_get(available)
     return {
         "providers": providers,
         "default_provider": default_provider,
@@ -218,7 +165,7 @@ async def root_get(request: HttpRequest) -> dict[str, Any]:
     from django.conf import settings
 
     available = await provider_availability()
-    default_provider, default_model = await _default_choice(available)
+    default_provider, default_model = await default_choice_get(available)
     return {
         "name": "Rhetor",
         "description": "LLM Management System for Tekton",

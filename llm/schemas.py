@@ -12,6 +12,10 @@ from ninja import Schema
 from pydantic import AliasChoices, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from llm.providers.base import ChatMessage
+from llm.router import RouteOptions
+from llm.services import LLMRequest
+
 
 def _aliases(name: str) -> AliasChoices:
     return AliasChoices(name, to_camel(name))
@@ -34,6 +38,16 @@ class OptionsIn(Schema):
         default=None, validation_alias=_aliases("prompt_variables")
     )
 
+    def route_options(self) -> RouteOptions:
+        return RouteOptions(
+            provider=self.provider,
+            model=self.model,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            fallback_provider=self.fallback_provider,
+            fallback_model=self.fallback_model,
+        )
+
 
 class _RequestBase(Schema):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
@@ -48,9 +62,25 @@ class _RequestBase(Schema):
     options: OptionsIn | None = None
     prompt_id: str | None = Field(default=None, validation_alias=_aliases("prompt_id"))
 
+    def _llm_request(self, messages: tuple[ChatMessage, ...], *, whole: bool) -> LLMRequest:
+        options = self.options
+        return LLMRequest(
+            messages=messages,
+            context_id=self.context_id,
+            component=self.component,
+            task_type=self.task_type,
+            options=options.route_options() if options else RouteOptions(),
+            prompt_id=self.prompt_id,
+            prompt_variables=options.prompt_variables if options else None,
+            whole_conversation=whole,
+        )
+
 
 class StreamIn(_RequestBase):
     message: str = Field(min_length=1)
+
+    def llm_request(self) -> LLMRequest:
+        return self._llm_request((ChatMessage("user", self.message),), whole=False)
 
     @field_validator("message")
     @classmethod
@@ -74,6 +104,10 @@ class ChatMessageIn(Schema):
 class ChatIn(_RequestBase):
     messages: list[ChatMessageIn] = Field(min_length=1)
     streaming: bool = False
+
+    def llm_request(self) -> LLMRequest:
+        messages = tuple(ChatMessage(m.role, m.content) for m in self.messages)
+        return self._llm_request(messages, whole=True)
 
     @field_validator("messages")
     @classmethod
@@ -134,3 +168,34 @@ class ProviderSetOut(Schema):
 class ErrorOut(Schema):
     error: str
     code: str
+
+
+# --- WebSocket payloads (TEKTON_CONTRACT.md, "WebSocket /ws") --------------------------------
+
+_CONTEXT_ALIASES = AliasChoices("context", "context_id", "contextId")
+
+
+class WsMessageIn(StreamIn):
+    """LLM_REQUEST payload: `context`, not `context_id`; streaming defaults to true."""
+
+    context_id: str = Field(
+        default="default", min_length=1, max_length=512, validation_alias=_CONTEXT_ALIASES
+    )
+    streaming: bool = True
+
+
+class WsChatIn(ChatIn):
+    """CHAT_REQUEST payload: like LLM_REQUEST with `messages`."""
+
+    context_id: str = Field(
+        default="default", min_length=1, max_length=512, validation_alias=_CONTEXT_ALIASES
+    )
+    streaming: bool = True
+
+
+class WsContextIn(Schema):
+    """SUBSCRIBE / UNSUBSCRIBE payload."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    context_id: str = Field(min_length=1, max_length=512, validation_alias=_CONTEXT_ALIASES)

@@ -3,6 +3,8 @@
 from asgiref.sync import sync_to_async
 
 from llm.models import DefaultModel
+from llm.providers import all_providers
+from llm.router import SIMULATED, first_available_real_target
 
 
 def default_model_get() -> DefaultModel | None:
@@ -10,3 +12,19 @@ def default_model_get() -> DefaultModel | None:
 
 
 adefault_model_get = sync_to_async(default_model_get)
+
+
+async def provider_availability() -> dict[str, bool]:
+    return {pid: await p.is_available() for pid, p in all_providers().items()}
+
+
+async def default_choice_get(available: dict[str, bool]) -> tuple[str, str]:
+    """The default shown to clients is always an available provider: the operator's
+    choice when it is available, else the first available real provider, else simulated."""
+    chosen = await adefault_model_get()
+    if chosen is not None and available.get(chosen.provider):
+        return chosen.provider, chosen.model
+    target = await first_available_real_target()
+    if target is not None:
+        return target.provider, target.model
+    return SIMULATED, all_providers()[SIMULATED].default_model()

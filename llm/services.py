@@ -12,17 +12,23 @@ function called through sync_to_async.
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from contexts.models import Message
 from contexts.selectors import acontext_history_list
-from contexts.services import NewMessage, component_of, context_append_messages
+from contexts.services import (
+    NewMessage,
+    acontext_publish,
+    component_of,
+    context_append_messages,
+)
 from llm.errors import StreamInterrupted
 from llm.models import DefaultModel
 from llm.providers import get_provider
@@ -215,7 +221,7 @@ async def prepare(request: LLMRequest) -> Prepared:
 
 def _store_exchange(
     *, prepared: Prepared, reply: str, target: Target, usage: Usage | None, status: str, error: str
-) -> None:
+) -> list[Message]:
     messages = list(prepared.to_store)
     if reply or status == "ok":
         metadata: dict[str, Any] = {}
@@ -234,12 +240,11 @@ def _store_exchange(
                 metadata=metadata,
             )
         )
-    with transaction.atomic():
-        context_append_messages(
-            context_id=prepared.request.context_id,
-            component=prepared.request.resolved_component,
-            messages=messages,
-        )
+    return context_append_messages(
+        context_id=prepared.request.context_id,
+        component=prepared.request.resolved_component,
+        messages=messages,
+    )
 
 
 _astore_exchange = sync_to_async(_store_exchange)
@@ -303,7 +308,7 @@ class LLMStream:
             usage = end.usage if end else None
             # Shielded: a client disconnect cancels this task, but what was generated is
             # still stored.
-            await asyncio.shield(
+            stored = await asyncio.shield(
                 _astore_exchange(
                     prepared=self.prepared,
                     reply=reply,
@@ -313,6 +318,7 @@ class LLMStream:
                     error=error,
                 )
             )
+            await acontext_publish(context_id=self.context_id, messages=stored)
             if end is not None:
                 self.result = LLMResult(
                     text=reply,
@@ -338,8 +344,9 @@ async def llm_stream_open(request: LLMRequest) -> LLMStream:
 async def llm_complete(request: LLMRequest) -> LLMResult:
     """The non-streaming path: the same stream, collected."""
     stream = await llm_stream_open(request)
-    async for _ in stream.chunks():
-        pass
+    async with aclosing(stream.chunks()) as chunks:
+        async for _ in chunks:
+            pass
     assert stream.result is not None  # noqa: S101 - chunks() sets it or raises
     return stream.result
 

@@ -4,6 +4,7 @@ after it began (TEKTON_CONTRACT.md, POST /stream)."""
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,8 +50,11 @@ def _sse(data: dict[str, Any]) -> bytes:
 async def sse_events(stream: LLMStream) -> AsyncIterator[bytes]:
     base = {"model": stream.model, "provider": stream.provider, "context": stream.context_id}
     try:
-        async for chunk in stream.chunks():
-            yield _sse({"chunk": chunk, **base, "done": False, "timestamp": iso_timestamp()})
+        # aclosing: when the client goes away mid-stream, the service's generator is closed
+        # at once (cancelling the upstream call and storing the partial reply), not at GC.
+        async with aclosing(stream.chunks()) as chunks:
+            async for chunk in chunks:
+                yield _sse({"chunk": chunk, **base, "done": False, "timestamp": iso_timestamp()})
     except StreamInterrupted as exc:
         yield _sse(
             {"chunk": "", **base, "done": True, "error": exc.message, "timestamp": iso_timestamp()}

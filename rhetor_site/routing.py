@@ -2,4 +2,6 @@
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from llm.routing import websocket_urlpatterns as llm_websocket_urlpatterns
+
+websocket_urlpatterns: list[Any] = [*llm_websocket_urlpatterns]

@@ -70,7 +70,12 @@ class SimulatedProvider:
     name = "Simulated LLM"
 
     def __init__(self, delay: float | None = None) -> None:
-        self.delay = settings.RHETOR_SIMULATED_DELAY if delay is None else delay
+        self._delay = delay
+
+    @property
+    def delay(self) -> float:
+        """The pause between streamed words (RHETOR_SIMULATED_DELAY unless fixed)."""
+        return settings.RHETOR_SIMULATED_DELAY if self._delay is None else self._delay
 
     def is_configured(self) -> bool:
         return True

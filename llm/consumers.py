@@ -1,0 +1,226 @@
+"""The Tekton WebSocket `/ws` (TEKTON_CONTRACT.md, "WebSocket /ws").
+
+Thin: it parses frames, runs each LLM request as its own task through the same request
+service as REST, and turns what the service yields into UPDATE / RESPONSE / ERROR frames.
+Several requests may run at once on one socket; closing the socket cancels them (the
+service stores and meters what was generated).
+"""
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from pydantic import ValidationError
+
+from contexts.services import context_group
+from llm.errors import StreamInterrupted
+from llm.schemas import WsChatIn, WsContextIn, WsMessageIn
+from llm.selectors import default_choice_get, provider_availability
+from llm.services import llm_complete, llm_stream_open
+from llm.streaming import iso_timestamp, message_payload, usage_payload
+from rhetor_site.errors import RhetorError
+
+logger = logging.getLogger("llm")
+
+SOURCE = "LLM"
+REGISTERED = "Client registered successfully with Rhetor LLM Manager"
+UNKNOWN_TYPE = (
+    "Unknown message type {type!r}; expected LLM_REQUEST, CHAT_REQUEST, REGISTER, STATUS, "
+    "SUBSCRIBE or UNSUBSCRIBE"
+)
+
+
+def _validation_text(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err.get("loc", ())) or "payload"
+        parts.append(f"{field}: {err.get('msg', 'invalid')}")
+    return "Invalid request: " + "; ".join(parts)
+
+
+class RhetorConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.subscriptions: set[str] = set()
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        for group in self.subscriptions:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    # --- frames --------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = json.loads(text_data or (bytes_data or b"").decode())
+        except (ValueError, UnicodeDecodeError) as exc:
+            await self.send_error(f"Invalid JSON: {exc}", context="unknown", request={})
+            return
+        if not isinstance(frame, dict):
+            await self.send_error("A frame must be a JSON object", context="unknown", request={})
+            return
+        await self.dispatch_frame(frame)
+
+    def frame(self, type_: str, payload: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": type_,
+            "source": SOURCE,
+            "target": request.get("source") or "UI",
+            "timestamp": iso_timestamp(),
+            "payload": payload,
+        }
+        if "req_id" in request:
+            out["req_id"] = request["req_id"]
+        return out
+
+    async def send_frame(
+        self, type_: str, payload: dict[str, Any], request: dict[str, Any]
+    ) -> None:
+        await self.send_json(self.frame(type_, payload, request))
+
+    async def send_error(
+        self, message: str, *, context: str, request: dict[str, Any], code: str = "bad_request"
+    ) -> None:
+        await self.send_frame(
+            "ERROR", {"error": message, "code": code, "context": context}, request
+        )
+
+    async def dispatch_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        payload = frame.get("payload")
+        if not isinstance(payload, dict):
+            payload = {}
+        context = str(payload.get("context") or payload.get("context_id") or "unknown")
+        if kind in ("LLM_REQUEST", "CHAT_REQUEST"):
+            schema = WsMessageIn if kind == "LLM_REQUEST" else WsChatIn
+            try:
+                parsed = schema.model_validate(payload)
+            except ValidationError as exc:
+                await self.send_error(
+                    _validation_text(exc), context=context, request=frame, code="validation_error"
+                )
+                return
+            task = asyncio.create_task(self.run_request(parsed, frame))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        elif kind == "REGISTER":
+            await self.send_frame(
+                "RESPONSE", {"status": "registered", "message": REGISTERED}, frame
+            )
+        elif kind == "STATUS":
+            await self.send_frame("RESPONSE", await self.status_payload(), frame)
+        elif kind in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            await self.change_subscription(kind, payload, frame, context)
+        else:
+            await self.send_error(
+                UNKNOWN_TYPE.format(type=kind), context=context, request=frame, code="unknown_type"
+            )
+
+    # --- requests ------------------------------------------------------------------------
+
+    async def typing(self, on: bool, context: str, request: dict[str, Any]) -> None:
+        await self.send_frame(
+            "UPDATE", {"status": "typing", "isTyping": on, "context": context}, request
+        )
+
+    async def run_request(self, parsed: WsMessageIn | WsChatIn, frame: dict[str, Any]) -> None:
+        context = parsed.context_id
+        await self.typing(True, context, frame)
+        try:
+            request = parsed.llm_request()
+            if parsed.streaming:
+                stream = await llm_stream_open(request)
+                base = {"model": stream.model, "provider": stream.provider, "context": context}
+                try:
+                    async for chunk in stream.chunks():
+                        await self.send_frame(
+                            "UPDATE", {"chunk": chunk, **base, "done": False}, frame
+                        )
+                except StreamInterrupted as exc:
+                    await self.send_frame(
+                        "UPDATE", {"chunk": "", **base, "done": True, "error": exc.message}, frame
+                    )
+                else:
+                    result = stream.result
+                    done: dict[str, Any] = {"chunk": "", **base, "done": True}
+                    if result is not None:
+                        done["usage"] = usage_payload(result)
+                        done["fallback"] = result.fallback
+                        done["budget_warnings"] = list(result.budget_warnings)
+                    await self.send_frame("UPDATE", done, frame)
+            else:
+                result = await llm_complete(request)
+                await self.send_frame("RESPONSE", message_payload(result), frame)
+        except RhetorError as exc:
+            await self.send_error(exc.message, context=context, request=frame, code=exc.code)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("WebSocket request failed")
+            await self.send_error(
+                "Internal error while handling the request",
+                context=context,
+                request=frame,
+                code="internal_error",
+            )
+        await self.typing(False, context, frame)
+
+    async def status_payload(self) -> dict[str, Any]:
+        available = await provider_availability()
+        default_provider, default_model = await default_choice_get(available)
+        return {
+            "status": "ok",
+            "service": "rhetor",
+            "version": settings.RHETOR_VERSION,
+            "providers": available,
+            "default_provider": default_provider,
+            "default_model": default_model,
+            "budget": await self.budget_payload(),
+            "message": "Rhetor is running",
+        }
+
+    async def budget_payload(self) -> dict[str, Any]:
+        from budget.selectors import abudget_ws_status
+
+        return await abudget_ws_status()
+
+    # --- live context updates ------------------------------------------------------------
+
+    async def change_subscription(
+        self, kind: str, payload: dict[str, Any], frame: dict[str, Any], context: str
+    ) -> None:
+        try:
+            parsed = WsContextIn.model_validate(payload)
+        except ValidationError as exc:
+            await self.send_error(
+                _validation_text(exc), context=context, request=frame, code="validation_error"
+            )
+            return
+        group = context_group(parsed.context_id)
+        if kind == "SUBSCRIBE":
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.subscriptions.add(group)
+            status = "subscribed"
+        else:
+            await self.channel_layer.group_discard(group, self.channel_name)
+            self.subscriptions.discard(group)
+            status = "unsubscribed"
+        await self.send_frame("RESPONSE", {"status": status, "context": parsed.context_id}, frame)
+
+    async def context_messages(self, event: dict[str, Any]) -> None:
+        """A message was appended to a subscribed context, by any process."""
+        for message in event["messages"]:
+            await self.send_json(
+                self.frame(
+                    "RESPONSE",
+                    {"event": "context_message", "message": message["content"], **message},
+                    {"source": "SUBSCRIBER"},
+                )
+            )
