@@ -1,3 +1,542 @@
-from ninja import Router
+"""Template and prompt endpoints (TEKTON_CONTRACT.md, "Templates and prompts").
+
+Fixed paths (`/templates/render`, `/prompts/compare`) are declared before the `{id}`
+paths so they are matched first.
+"""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest
+from ninja import Query, Router, Schema
+from ninja.responses import Status
+
+from prompts import selectors, services
+from prompts.comparison import text_metrics, unified_diff
+from prompts.errors import ContentInvalid
+from prompts.models import Prompt, PromptVersion, Template, TemplateVersion
+from prompts.rendering import render
+from prompts.schemas import (
+    ComparedPromptOut,
+    CompareMetricsOut,
+    CompareRunOut,
+    DeletedOut,
+    ErrorOut,
+    PromptActivateIn,
+    PromptActivationOut,
+    PromptCompareIn,
+    PromptCompareOut,
+    PromptCreateIn,
+    PromptDetailOut,
+    PromptListOut,
+    PromptRollbackIn,
+    PromptUpdateIn,
+    PromptVersionsOut,
+    TemplateCreateIn,
+    TemplateDetailOut,
+    TemplateListOut,
+    TemplateRenderIn,
+    TemplateRenderOut,
+    TemplateUpdateIn,
+    TemplateVersionsOut,
+)
 
 router = Router(tags=["prompts"])
+
+E400 = {400: ErrorOut}
+E404 = {404: ErrorOut}
+E409 = {409: ErrorOut}
+E422 = {422: ErrorOut}
+
+RUN_NEEDS_MESSAGE = "A run needs a sample `message` to send with each prompt."
+RUN_ACTIVE_ONLY = (
+    "A run sends each prompt's active version; activate version {version} first or omit it."
+)
+
+
+def _actor(request: HttpRequest) -> str:
+    auth = getattr(request, "auth", None)
+    if auth is None or auth is True:
+        return "api"
+    return str(getattr(auth, "name", None) or auth)
+
+
+class TemplateFilters(Schema):
+    category: str | None = None
+    tag: str | None = None
+
+
+class PromptFilters(Schema):
+    component: str | None = None
+    tag: str | None = None
+
+
+class VersionQuery(Schema):
+    version_id: int | None = None
+    version: int | None = None
+
+
+# --- Output shaping ----------------------------------------------------------------------
+
+
+def _version_out(v: TemplateVersion | PromptVersion, **extra: Any) -> dict[str, Any]:
+    return {
+        "version_id": v.pk,
+        "version": v.version,
+        "content": v.content,
+        "engine": v.engine,
+        "variables": v.variable_names,
+        "variable_specs": v.variables,
+        "metadata": v.metadata,
+        "created_by": v.created_by,
+        "created_at": v.created_at,
+        "change_note": v.change_note,
+        **extra,
+    }
+
+
+def _template_out(t: Template, current: TemplateVersion | None) -> dict[str, Any]:
+    return {
+        "template_id": t.slug,
+        "name": t.name,
+        "category": t.category,
+        "description": t.description,
+        "variables": current.variable_names if current else [],
+        "tags": t.tags,
+        "version_count": getattr(t, "version_count", 0),
+        "last_updated": getattr(t, "last_updated", None) or t.updated_at,
+    }
+
+
+def _template_detail(t: Template, chosen: TemplateVersion) -> dict[str, Any]:
+    versions = list(selectors.template_version_list(template=t))
+    return {
+        **_template_out(t, chosen),
+        "version_count": len(versions),
+        "content": chosen.content,
+        "version": chosen.version,
+        "version_id": chosen.pk,
+        "current_version": _version_out(chosen),
+        "versions": [_version_out(v) for v in versions],
+    }
+
+
+def _prompt_out(p: Prompt) -> dict[str, Any]:
+    active = p.active_version
+    return {
+        "prompt_id": p.slug,
+        "name": p.name,
+        "component": p.component,
+        "task_type": p.task_type,
+        "description": p.description,
+        "tags": p.tags,
+        "is_default": p.is_default,
+        "parent_id": p.parent.slug if p.parent_id and p.parent else None,
+        "version_count": getattr(p, "version_count", 0),
+        "last_updated": getattr(p, "last_updated", None) or p.updated_at,
+        "active_version": active.version if active else None,
+        "active_version_id": active.pk if active else None,
+    }
+
+
+def _prompt_versions(p: Prompt) -> list[dict[str, Any]]:
+    return [
+        _version_out(v, is_active=v.is_active)  # type: ignore[attr-defined]
+        for v in selectors.prompt_version_list(prompt=p)
+    ]
+
+
+def _prompt_detail(p: Prompt, chosen: PromptVersion) -> dict[str, Any]:
+    versions = _prompt_versions(p)
+    return {
+        **_prompt_out(p),
+        "version_count": len(versions),
+        "content": chosen.content,
+        "variables": chosen.variable_names,
+        "version": chosen.version,
+        "version_id": chosen.pk,
+        "current_version": _version_out(chosen, is_active=chosen.pk == p.active_version_id),
+        "versions": versions,
+    }
+
+
+# --- Templates ---------------------------------------------------------------------------
+
+
+@router.get("/templates", response=TemplateListOut)
+def template_list(request: HttpRequest, filters: Query[TemplateFilters]) -> dict[str, Any]:
+    templates = list(selectors.template_list(category=filters.category, tag=filters.tag))
+    latest = {
+        v.template_id: v
+        for v in TemplateVersion.objects.filter(template__in=templates).order_by("version")
+    }
+    return {
+        "count": len(templates),
+        "templates": [_template_out(t, latest.get(t.pk)) for t in templates],
+    }
+
+
+@router.post("/templates", response={201: TemplateDetailOut, **E422})
+def template_create(request: HttpRequest, payload: TemplateCreateIn) -> Status[dict[str, Any]]:
+    template = services.template_create(
+        name=payload.name,
+        content=payload.content,
+        category=payload.category,
+        description=payload.description,
+        tags=payload.tags,
+        metadata=payload.metadata,
+        variables=payload.variables,
+        engine=payload.engine,
+        created_by=_actor(request),
+        change_note=payload.change_note,
+    )
+    template = selectors.template_get(template_id=template.slug)
+    chosen = selectors.template_version_get(template=template)
+    return Status(201, _template_detail(template, chosen))
+
+
+@router.post("/templates/render", response={200: TemplateRenderOut, **E400, **E404})
+def template_render(request: HttpRequest, payload: TemplateRenderIn) -> dict[str, Any]:
+    template = selectors.template_get(template_id=payload.template_id)
+    version = selectors.template_version_get(
+        template=template, version_id=payload.version_id, version=payload.version
+    )
+    text = render(
+        content=version.content,
+        engine=version.engine,
+        variables=version.variables,
+        values=payload.variables,
+    )
+    return {
+        "template_id": template.slug,
+        "version_id": version.pk,
+        "version": version.version,
+        "rendered_content": text,
+    }
+
+
+@router.get("/templates/{template_id}", response={200: TemplateDetailOut, **E404})
+def template_get(
+    request: HttpRequest, template_id: str, query: Query[VersionQuery]
+) -> dict[str, Any]:
+    template = selectors.template_get(template_id=template_id)
+    chosen = selectors.template_version_get(
+        template=template, version_id=query.version_id, version=query.version
+    )
+    return _template_detail(template, chosen)
+
+
+@router.put("/templates/{template_id}", response={200: TemplateDetailOut, **E404, **E422})
+def template_update(
+    request: HttpRequest, template_id: str, payload: TemplateUpdateIn
+) -> dict[str, Any]:
+    template = selectors.template_get(template_id=template_id)
+    services.template_update(
+        template=template,
+        name=payload.name,
+        category=payload.category,
+        description=payload.description,
+        tags=payload.tags,
+    )
+    version = services.template_version_create(
+        template=template,
+        content=payload.content,
+        metadata=payload.metadata,
+        variables=payload.variables,
+        engine=payload.engine,
+        created_by=_actor(request),
+        change_note=payload.change_note,
+    )
+    return _template_detail(selectors.template_get(template_id=template.slug), version)
+
+
+@router.delete("/templates/{template_id}", response={200: DeletedOut, **E404})
+def template_delete(request: HttpRequest, template_id: str) -> dict[str, Any]:
+    template = selectors.template_get(template_id=template_id)
+    services.template_delete(template=template)
+    return {"success": True, "id": template_id}
+
+
+@router.get("/templates/{template_id}/versions", response={200: TemplateVersionsOut, **E404})
+def template_version_list(request: HttpRequest, template_id: str) -> dict[str, Any]:
+    template = selectors.template_get(template_id=template_id)
+    versions = [_version_out(v) for v in selectors.template_version_list(template=template)]
+    return {"template_id": template.slug, "count": len(versions), "versions": versions}
+
+
+# --- Prompts -----------------------------------------------------------------------------
+
+
+@router.get("/prompts", response=PromptListOut)
+def prompt_list(request: HttpRequest, filters: Query[PromptFilters]) -> dict[str, Any]:
+    prompts = [
+        _prompt_out(p) for p in selectors.prompt_list(component=filters.component, tag=filters.tag)
+    ]
+    return {"count": len(prompts), "prompts": prompts}
+
+
+@router.post("/prompts", response={201: PromptDetailOut, **E404, **E409, **E422})
+def prompt_create(request: HttpRequest, payload: PromptCreateIn) -> Status[dict[str, Any]]:
+    parent = selectors.prompt_get(prompt_id=payload.parent_id) if payload.parent_id else None
+    prompt = services.prompt_create(
+        name=payload.name,
+        component=payload.component,
+        content=payload.content,
+        task_type=payload.task_type,
+        description=payload.description,
+        tags=payload.tags,
+        is_default=payload.is_default,
+        parent=parent,
+        metadata=payload.metadata,
+        variables=payload.variables,
+        engine=payload.engine,
+        created_by=_actor(request),
+        change_note=payload.change_note,
+        prompt_id=payload.prompt_id,
+    )
+    prompt = selectors.prompt_get(prompt_id=prompt.slug)
+    return Status(201, _prompt_detail(prompt, selectors.prompt_version_get(prompt=prompt)))
+
+
+@dataclass(frozen=True)
+class _Compared:
+    prompt: Prompt
+    version: PromptVersion
+
+
+def _compare_load(payload: PromptCompareIn) -> tuple[_Compared, _Compared]:
+    pairs = []
+    for prompt_id, number in (
+        (payload.prompt_id1, payload.version1),
+        (payload.prompt_id2, payload.version2),
+    ):
+        prompt = selectors.prompt_get(prompt_id=prompt_id)
+        pairs.append(_Compared(prompt, selectors.prompt_version_get(prompt=prompt, version=number)))
+    return pairs[0], pairs[1]
+
+
+def _compared_out(c: _Compared) -> dict[str, Any]:
+    metrics = text_metrics(c.version.content)
+    return {
+        "prompt_id": c.prompt.slug,
+        "name": c.prompt.name,
+        "component": c.prompt.component,
+        "version": c.version.version,
+        "version_id": c.version.pk,
+        "content": c.version.content,
+        "variables": c.version.variable_names,
+        "length": metrics.length,
+        "tokens": metrics.tokens,
+    }
+
+
+def _comparison(first: _Compared, second: _Compared) -> dict[str, Any]:
+    one, two = _compared_out(first), _compared_out(second)
+    lines = unified_diff(
+        first.version.content,
+        second.version.content,
+        label_before=f"{one['prompt_id']} v{one['version']}",
+        label_after=f"{two['prompt_id']} v{two['version']}",
+    )
+    vars1, vars2 = one["variables"], two["variables"]
+    metrics = CompareMetricsOut(
+        length_difference=two["length"] - one["length"],
+        token_difference=two["tokens"] - one["tokens"],
+        shared_variables=[v for v in vars1 if v in vars2],
+        only_in_prompt1=[v for v in vars1 if v not in vars2],
+        only_in_prompt2=[v for v in vars2 if v not in vars1],
+        identical=first.version.content == second.version.content,
+    )
+    return {
+        "prompt1": ComparedPromptOut(**one),
+        "prompt2": ComparedPromptOut(**two),
+        "diff": "\n".join(lines),
+        "diff_lines": lines,
+        "metrics": metrics,
+        "results": None,
+    }
+
+
+def _compare_check_run(payload: PromptCompareIn, first: _Compared, second: _Compared) -> None:
+    if not payload.message:
+        raise ContentInvalid(RUN_NEEDS_MESSAGE, field="message")
+    for field, c in (("version1", first), ("version2", second)):
+        if c.version.pk != c.prompt.active_version_id:
+            raise ContentInvalid(RUN_ACTIVE_ONLY.format(version=c.version.version), field=field)
+
+
+def _compare_prepare(payload: PromptCompareIn) -> tuple[dict[str, Any], str]:
+    first, second = _compare_load(payload)
+    if payload.run:
+        _compare_check_run(payload, first, second)
+    return _comparison(first, second), payload.component or first.prompt.component
+
+
+_acompare_prepare = sync_to_async(_compare_prepare)
+
+
+@router.post("/prompts/compare", response={200: PromptCompareOut, **E400, **E404, **E422})
+async def prompt_compare(request: HttpRequest, payload: PromptCompareIn) -> dict[str, Any]:
+    """Both prompts side by side with a unified diff, their variables and lengths; with
+    `run: true` and a `message`, each prompt's reply from the same route and model."""
+    comparison, component = await _acompare_prepare(payload)
+    if payload.run:
+        comparison["results"] = await _compare_run(payload, comparison, component)
+    return comparison
+
+
+async def _compare_run(
+    payload: PromptCompareIn, comparison: dict[str, Any], component: str
+) -> dict[str, CompareRunOut]:
+    # Imported here: the llm app depends on prompts, not the other way round at import time.
+    from llm.providers.base import ChatMessage
+    from llm.router import RouteOptions
+    from llm.services import LLMRequest, llm_complete
+    from rhetor_site.errors import RhetorError
+
+    options = {
+        k: v
+        for k, v in payload.options.items()
+        if k in {"provider", "model", "temperature", "max_tokens"}
+    }
+    results: dict[str, CompareRunOut] = {}
+    for key in ("prompt1", "prompt2"):
+        compared: ComparedPromptOut = comparison[key]
+        request = LLMRequest(
+            messages=(ChatMessage("user", payload.message or ""),),
+            context_id=f"compare:{uuid.uuid4().hex}",
+            component=component,
+            task_type=payload.task_type,
+            options=RouteOptions(**options),
+            prompt_id=compared.prompt_id,
+            prompt_variables=payload.variables or None,
+        )
+        try:
+            result = await llm_complete(request)
+        except RhetorError as exc:
+            results[key] = CompareRunOut(
+                prompt_id=compared.prompt_id,
+                version=compared.version,
+                message=None,
+                model=None,
+                provider=None,
+                usage=None,
+                error=exc.message,
+                code=exc.code,
+            )
+            continue
+        # The second prompt is answered by the same model as the first, even after a
+        # fallback, so the replies differ only by the prompt.
+        options.update(provider=result.provider, model=result.model)
+        results[key] = CompareRunOut(
+            prompt_id=compared.prompt_id,
+            version=compared.version,
+            message=result.text,
+            model=result.model,
+            provider=result.provider,
+            usage={
+                "input_tokens": result.usage.input_tokens,
+                "output_tokens": result.usage.output_tokens,
+                "cost": getattr(result, "cost", None),
+            },
+        )
+    return results
+
+
+@router.get("/prompts/{prompt_id}", response={200: PromptDetailOut, **E404})
+def prompt_get(request: HttpRequest, prompt_id: str, query: Query[VersionQuery]) -> dict[str, Any]:
+    prompt = selectors.prompt_get(prompt_id=prompt_id)
+    chosen = selectors.prompt_version_get(
+        prompt=prompt, version_id=query.version_id, version=query.version
+    )
+    return _prompt_detail(prompt, chosen)
+
+
+@router.put("/prompts/{prompt_id}", response={200: PromptDetailOut, **E404, **E422})
+def prompt_update(request: HttpRequest, prompt_id: str, payload: PromptUpdateIn) -> dict[str, Any]:
+    """Adds a version (active unless `activate` is false) and updates the given fields."""
+    prompt = selectors.prompt_get(prompt_id=prompt_id)
+    services.prompt_update(
+        prompt=prompt,
+        name=payload.name,
+        description=payload.description,
+        tags=payload.tags,
+        is_default=payload.is_default,
+    )
+    version = services.prompt_version_create(
+        prompt=prompt,
+        content=payload.content,
+        metadata=payload.metadata,
+        variables=payload.variables,
+        engine=payload.engine,
+        created_by=_actor(request),
+        change_note=payload.change_note,
+        activate=payload.activate,
+    )
+    return _prompt_detail(selectors.prompt_get(prompt_id=prompt.slug), version)
+
+
+@router.delete("/prompts/{prompt_id}", response={200: DeletedOut, **E404, **E409})
+def prompt_delete(request: HttpRequest, prompt_id: str) -> dict[str, Any]:
+    prompt = selectors.prompt_get(prompt_id=prompt_id)
+    services.prompt_delete(prompt=prompt)
+    return {"success": True, "id": prompt_id}
+
+
+@router.get("/prompts/{prompt_id}/versions", response={200: PromptVersionsOut, **E404})
+def prompt_version_list(request: HttpRequest, prompt_id: str) -> dict[str, Any]:
+    prompt = selectors.prompt_get(prompt_id=prompt_id)
+    versions = _prompt_versions(prompt)
+    return {
+        "prompt_id": prompt.slug,
+        "active_version": prompt.active_version.version if prompt.active_version else None,
+        "count": len(versions),
+        "versions": versions,
+    }
+
+
+def _activation_out(prompt: Prompt, changed: bool, activation: Any) -> dict[str, Any]:
+    active = prompt.active_version
+    assert active is not None  # noqa: S101 - activation always sets it
+    return {
+        "prompt_id": prompt.slug,
+        "active_version": active.version,
+        "active_version_id": active.pk,
+        "previous_version": (
+            activation.previous_version.version
+            if activation and activation.previous_version
+            else None
+        ),
+        "activated_by": activation.activated_by if activation else "",
+        "activated_at": activation.created_at if activation else None,
+        "changed": changed,
+    }
+
+
+@router.post("/prompts/{prompt_id}/activate", response={200: PromptActivationOut, **E404, **E422})
+def prompt_version_activate(
+    request: HttpRequest, prompt_id: str, payload: PromptActivateIn
+) -> dict[str, Any]:
+    """Point the prompt at a version (by number `version` or pk `version_id`)."""
+    if payload.version is None and payload.version_id is None:
+        raise ContentInvalid("Give the `version` (number) to activate.", field="version")
+    prompt = selectors.prompt_get(prompt_id=prompt_id)
+    version = selectors.prompt_version_get(
+        prompt=prompt, version_id=payload.version_id, version=payload.version
+    )
+    activation = services.prompt_version_activate(
+        prompt=prompt, version=version, activated_by=_actor(request), note=payload.note
+    )
+    return _activation_out(prompt, activation is not None, activation)
+
+
+@router.post("/prompts/{prompt_id}/rollback", response={200: PromptActivationOut, **E404, **E409})
+def prompt_rollback(
+    request: HttpRequest, prompt_id: str, payload: PromptRollbackIn | None = None
+) -> dict[str, Any]:
+    """Move the pointer back to the version active before the current one."""
+    prompt = selectors.prompt_get(prompt_id=prompt_id)
+    activation = services.prompt_rollback(prompt=prompt, activated_by=_actor(request))
+    return _activation_out(prompt, True, activation)

@@ -90,3 +90,7 @@ class ContentInvalid(InvalidInput):
     """Content or a variable declaration could not be saved; `field` names which."""
 
     code = "validation_error"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message, field=field, fields=[{"field": field, "message": message}])
+        self.field = field
