@@ -1,0 +1,505 @@
+"""Budget reads: prices, tiers, limits in force, status and the usage ledger."""
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from budget import policies
+from budget.models import (
+    ANY_MODEL,
+    BudgetLimit,
+    ModelPrice,
+    Policy,
+    SpendCounter,
+    UsageRecord,
+)
+
+# --- Prices ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PriceQuote:
+    """The price a request is charged at. `is_fallback` when the model has no price of its
+    own and is charged at its provider's (or, failing that, any provider's) highest."""
+
+    price: ModelPrice
+    is_fallback: bool
+
+
+def _latest_per_model(rows: Iterable[ModelPrice]) -> dict[tuple[str, str], ModelPrice]:
+    current: dict[tuple[str, str], ModelPrice] = {}
+    for row in rows:
+        key = (row.provider, row.model)
+        if key not in current or row.effective_from > current[key].effective_from:
+            current[key] = row
+    return current
+
+
+def model_price_list_current(*, at: dt.datetime | None = None) -> list[ModelPrice]:
+    """The price in force for every priced (provider, model), ordered by provider, model."""
+    at = at or timezone.now()
+    rows = ModelPrice.objects.filter(effective_from__lte=at)
+    current = _latest_per_model(rows)
+    return [current[key] for key in sorted(current)]
+
+
+def _most_expensive(rows: Iterable[ModelPrice]) -> ModelPrice | None:
+    ranked = sorted(
+        _latest_per_model(rows).values(),
+        key=lambda p: (p.input_price + p.output_price, p.output_price, p.pk),
+    )
+    return ranked[-1] if ranked else None
+
+
+def model_price_get(
+    *, provider: str, model: str, at: dt.datetime | None = None
+) -> PriceQuote | None:
+    """The price in force for a model: its own row, else its family's (date suffix
+    dropped), else the provider's "*" row. A model with none of these is never free: it is
+    quoted at the provider's highest current price (`is_fallback`), or the highest of any
+    provider. None only when no price exists at all."""
+    at = at or timezone.now()
+    family = policies.model_family(model)
+    rows = list(
+        ModelPrice.objects.filter(
+            provider=provider, model__in={model, family, ANY_MODEL}, effective_from__lte=at
+        )
+    )
+    current = _latest_per_model(rows)
+    for key in ((provider, model), (provider, family), (provider, ANY_MODEL)):
+        if key in current:
+            return PriceQuote(price=current[key], is_fallback=False)
+    fallback = _most_expensive(ModelPrice.objects.filter(provider=provider, effective_from__lte=at))
+    if fallback is None:
+        fallback = _most_expensive(ModelPrice.objects.filter(effective_from__lte=at))
+    if fallback is None:
+        return None
+    return PriceQuote(price=fallback, is_fallback=True)
+
+
+# --- Tiers and alternatives ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierEntry:
+    provider: str
+    model: str
+    tier: str
+    input_price: int
+    output_price: int
+
+    @property
+    def per_1k_nanos(self) -> int:
+        return policies.per_1k_tokens(input_price=self.input_price, output_price=self.output_price)
+
+
+def _tier_entry(price: ModelPrice) -> TierEntry:
+    return TierEntry(
+        provider=price.provider,
+        model=price.model,
+        tier=policies.tier_for(input_price=price.input_price, output_price=price.output_price),
+        input_price=price.input_price,
+        output_price=price.output_price,
+    )
+
+
+def model_tiers(*, at: dt.datetime | None = None) -> dict[str, list[TierEntry]]:
+    """Every priced model by tier (free, low, medium, high), cheapest first in each."""
+    tiers: dict[str, list[TierEntry]] = {tier: [] for tier in policies.TIERS}
+    for price in model_price_list_current(at=at):
+        entry = _tier_entry(price)
+        tiers[entry.tier].append(entry)
+    for entries in tiers.values():
+        entries.sort(key=lambda e: (e.per_1k_nanos, e.provider, e.model))
+    return tiers
+
+
+def cheaper_alternatives(
+    *,
+    provider: str,
+    model: str,
+    candidates: Iterable[tuple[str, str]] | None = None,
+    provider_order: Sequence[str] | None = None,
+    at: dt.datetime | None = None,
+) -> list[tuple[str, str]]:
+    """Models strictly cheaper (input+output per token) than `provider/model`, for
+    budget-aware steering: tier by tier downwards, cheapest last (free models at the end).
+    Within a tier, providers follow `provider_order` (default: `provider` first).
+
+    `candidates` are the (provider, model) pairs the caller can actually serve; they are
+    priced like requests are (an unpriced candidate counts at its fallback price). Without
+    them, the price table's models are used, and a provider priced by a "*" row appears as
+    (provider, "*"), meaning any of its models (e.g. the local Ollama default).
+    """
+    quote = model_price_get(provider=provider, model=model, at=at)
+    if quote is None:
+        return []
+    base = quote.price.input_price + quote.price.output_price
+    order = list(provider_order or [provider])
+    if provider not in order:
+        order.insert(0, provider)
+
+    priced: list[tuple[TierEntry, str]] = []
+    if candidates is None:
+        for price in model_price_list_current(at=at):
+            priced.append((_tier_entry(price), price.model))
+    else:
+        for cand_provider, cand_model in dict.fromkeys(candidates):
+            cand = model_price_get(provider=cand_provider, model=cand_model, at=at)
+            if cand is None:
+                continue
+            entry = _tier_entry(cand.price)
+            priced.append(
+                (
+                    TierEntry(
+                        provider=cand_provider,
+                        model=cand_model,
+                        tier=entry.tier,
+                        input_price=entry.input_price,
+                        output_price=entry.output_price,
+                    ),
+                    cand_model,
+                )
+            )
+
+    def rank(item: tuple[TierEntry, str]) -> tuple[int, int, int, str]:
+        entry = item[0]
+        pos = order.index(entry.provider) if entry.provider in order else len(order)
+        return (-policies.TIERS.index(entry.tier), pos, -entry.per_1k_nanos, entry.model)
+
+    cheaper = [
+        item
+        for item in priced
+        if item[0].input_price + item[0].output_price < base
+        and (item[0].provider, item[1]) != (provider, model)
+    ]
+    cheaper.sort(key=rank)
+    return [(entry.provider, name) for entry, name in cheaper]
+
+
+# --- Limits in force -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EffectiveLimit:
+    """A limit as enforced: a BudgetLimit row, or the env default (`id` None) for scope
+    "all" of a period that has no row."""
+
+    id: int | None
+    period: str
+    scope_kind: str
+    scope_value: str
+    limit_nanos: int | None
+    policy: str
+    start_date: dt.date | None = None
+
+    @property
+    def scope(self) -> str:
+        return "all" if self.scope_kind == "all" else f"{self.scope_kind}:{self.scope_value}"
+
+
+def env_default_limits() -> dict[str, int | None]:
+    """RHETOR_BUDGET_{DAILY,WEEKLY,MONTHLY}_LIMIT as nanos (None when empty)."""
+    result: dict[str, int | None] = {}
+    for period in policies.PERIODS:
+        raw = str(getattr(settings, f"RHETOR_BUDGET_{period.upper()}_LIMIT", "") or "").strip()
+        result[period] = policies.nanos_from_usd(raw) if raw else None
+    return result
+
+
+def env_default_policy() -> str:
+    policy = str(getattr(settings, "RHETOR_BUDGET_POLICY", "warn") or "warn").strip().lower()
+    return policy if policy in policies.POLICIES else Policy.WARN
+
+
+def _from_row(row: BudgetLimit) -> EffectiveLimit:
+    return EffectiveLimit(
+        id=row.pk,
+        period=row.period,
+        scope_kind=row.scope_kind,
+        scope_value=row.scope_value,
+        limit_nanos=row.limit_nanos,
+        policy=row.enforcement,
+        start_date=row.start_date,
+    )
+
+
+def _with_env_defaults(rows: Iterable[BudgetLimit]) -> list[EffectiveLimit]:
+    limits = [_from_row(row) for row in rows]
+    have_all = {lim.period for lim in limits if lim.scope_kind == "all"}
+    defaults = env_default_limits()
+    policy = env_default_policy()
+    for period in policies.PERIODS:
+        if period not in have_all:
+            limits.append(
+                EffectiveLimit(
+                    id=None,
+                    period=period,
+                    scope_kind="all",
+                    scope_value="",
+                    limit_nanos=defaults[period],
+                    policy=policy,
+                )
+            )
+    limits.sort(key=lambda lim: (lim.period, lim.scope_kind, lim.scope_value))
+    return limits
+
+
+def effective_limits_for(*, provider: str, component: str) -> list[EffectiveLimit]:
+    """Every limit that applies to a request of `provider` for `component` (one query)."""
+    scope = Q(scope_kind="all") | Q(scope_kind="provider", scope_value=provider)
+    if component:
+        scope |= Q(scope_kind="component", scope_value=component)
+    return _with_env_defaults(BudgetLimit.objects.filter(scope))
+
+
+def effective_limit_list() -> list[EffectiveLimit]:
+    """Every limit and policy in force, env defaults included."""
+    return _with_env_defaults(BudgetLimit.objects.all())
+
+
+def budget_limit_get(*, period: str, scope_kind: str, scope_value: str) -> BudgetLimit | None:
+    return BudgetLimit.objects.filter(
+        period=period, scope_kind=scope_kind, scope_value=scope_value
+    ).first()
+
+
+# --- Windows, counters, status ----------------------------------------------------------------
+
+
+def current_window(*, period: str, at: dt.datetime | None = None) -> dt.date:
+    return policies.window_start(
+        period=period, now=at or timezone.now(), tz=settings.RHETOR_TIMEZONE
+    )
+
+
+def spend_counter_get(
+    *, period: str, scope_kind: str = "all", scope_value: str = "", at: dt.datetime | None = None
+) -> SpendCounter | None:
+    return SpendCounter.objects.filter(
+        period=period,
+        scope_kind=scope_kind,
+        scope_value=scope_value,
+        window_start=current_window(period=period, at=at),
+    ).first()
+
+
+@dataclass(frozen=True)
+class PeriodStatus:
+    period: str
+    window_start: dt.date
+    usage_nanos: int  # settled spend in the window (since the last operator reset)
+    reserved_nanos: int  # held by requests in flight
+    limit_nanos: int | None
+    policy: str
+
+    @property
+    def remaining_nanos(self) -> int | None:
+        if self.limit_nanos is None:
+            return None
+        return max(0, self.limit_nanos - self.usage_nanos - self.reserved_nanos)
+
+    @property
+    def percentage(self) -> float | None:
+        if self.limit_nanos is None:
+            return None
+        if self.limit_nanos == 0:
+            return 100.0 if self.usage_nanos else 0.0
+        return round(self.usage_nanos * 100 / self.limit_nanos, 2)
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    daily: PeriodStatus
+    weekly: PeriodStatus
+    monthly: PeriodStatus
+
+    @property
+    def budget_enabled(self) -> bool:
+        return any(
+            p.limit_nanos is not None and p.policy != Policy.IGNORE
+            for p in (self.daily, self.weekly, self.monthly)
+        )
+
+    def as_status_payload(self) -> dict[str, Any]:
+        """The `budget` object of the WebSocket STATUS reply (money as USD strings)."""
+        payload: dict[str, Any] = {}
+        for p in (self.daily, self.weekly, self.monthly):
+            payload[f"{p.period}_usage"] = policies.usd(p.usage_nanos)
+            payload[f"{p.period}_limit"] = (
+                None if p.limit_nanos is None else policies.usd(p.limit_nanos)
+            )
+        payload["budget_enabled"] = self.budget_enabled
+        return payload
+
+
+def budget_status(
+    *, scope_kind: str = "all", scope_value: str = "", at: dt.datetime | None = None
+) -> BudgetStatus:
+    """Usage, holds, limit and policy of the current window of each period for one scope
+    (default: all providers). Two queries."""
+    at = at or timezone.now()
+    windows = {p: current_window(period=p, at=at) for p in policies.PERIODS}
+    window_q = Q()
+    for period, start in windows.items():
+        window_q |= Q(period=period, window_start=start)
+    counters = {
+        c.period: c
+        for c in SpendCounter.objects.filter(
+            window_q, scope_kind=scope_kind, scope_value=scope_value
+        )
+    }
+    if scope_kind == "all":
+        limits = [lim for lim in effective_limit_list() if lim.scope_kind == "all"]
+    else:
+        limits = [
+            _from_row(row)
+            for row in BudgetLimit.objects.filter(scope_kind=scope_kind, scope_value=scope_value)
+        ]
+    by_period = {lim.period: lim for lim in limits}
+    statuses = {}
+    for period in policies.PERIODS:
+        counter = counters.get(period)
+        lim = by_period.get(period)
+        statuses[period] = PeriodStatus(
+            period=period,
+            window_start=windows[period],
+            usage_nanos=counter.used_nanos if counter else 0,
+            reserved_nanos=counter.reserved_nanos if counter else 0,
+            limit_nanos=lim.limit_nanos if lim else None,
+            policy=lim.policy if lim else env_default_policy(),
+        )
+    return BudgetStatus(
+        daily=statuses["daily"], weekly=statuses["weekly"], monthly=statuses["monthly"]
+    )
+
+
+# --- The ledger ---------------------------------------------------------------------------------
+
+
+def window_range(*, period: str, at: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    start = current_window(period=period, at=at)
+    return policies.window_bounds(period=period, start=start, tz=settings.RHETOR_TIMEZONE)
+
+
+def usage_record_list(
+    *,
+    period: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    component: str | None = None,
+    status: str | None = None,
+    at: dt.datetime | None = None,
+) -> QuerySet[UsageRecord]:
+    """Usage records, newest first, of the current window of `period` (all time without)."""
+    qs = UsageRecord.objects.all()
+    if period:
+        start, end = window_range(period=period, at=at)
+        qs = qs.filter(created_at__gte=start, created_at__lt=end)
+    if provider and provider != "all":
+        qs = qs.filter(provider=provider)
+    if model:
+        qs = qs.filter(model=model)
+    if component:
+        qs = qs.filter(component=component)
+    if status:
+        qs = qs.filter(status=status)
+    return qs.order_by("-created_at", "-id")
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    cost_nanos: int
+    input_tokens: int
+    output_tokens: int
+    count: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    period: str
+    group_by: str
+    totals: UsageTotals
+    groups: dict[str, UsageTotals]
+
+
+GROUP_BY_FIELDS = ("provider", "model", "component", "task_type", "status")
+
+
+def usage_totals(qs: QuerySet[UsageRecord]) -> UsageTotals:
+    agg = qs.aggregate(
+        cost=Sum("cost_nanos"), inp=Sum("input_tokens"), out=Sum("output_tokens"), n=Count("id")
+    )
+    return UsageTotals(
+        cost_nanos=agg["cost"] or 0,
+        input_tokens=agg["inp"] or 0,
+        output_tokens=agg["out"] or 0,
+        count=agg["n"],
+    )
+
+
+def usage_summary(
+    *, period: str, group_by: str = "provider", at: dt.datetime | None = None
+) -> UsageSummary:
+    """Totals of the current window of `period`, and the same per value of `group_by`."""
+    if group_by not in GROUP_BY_FIELDS:
+        raise ValueError(f"cannot group by {group_by!r}")
+    qs = usage_record_list(period=period, at=at).order_by()
+    groups: dict[str, UsageTotals] = {}
+    rows = qs.values(group_by).annotate(
+        cost=Sum("cost_nanos"), inp=Sum("input_tokens"), out=Sum("output_tokens"), n=Count("id")
+    )
+    for row in rows.order_by(group_by):
+        groups[row[group_by] or ""] = UsageTotals(
+            cost_nanos=row["cost"] or 0,
+            input_tokens=row["inp"] or 0,
+            output_tokens=row["out"] or 0,
+            count=row["n"],
+        )
+    totals = UsageTotals(
+        cost_nanos=sum(g.cost_nanos for g in groups.values()),
+        input_tokens=sum(g.input_tokens for g in groups.values()),
+        output_tokens=sum(g.output_tokens for g in groups.values()),
+        count=sum(g.count for g in groups.values()),
+    )
+    return UsageSummary(period=period, group_by=group_by, totals=totals, groups=groups)
+
+
+def daily_spend_by(
+    *, field: str, days: int = 30, at: dt.datetime | None = None
+) -> tuple[list[dt.date], dict[str, list[int]]]:
+    """Spend per local day for the last `days` days, one series per value of `field`
+    (for the admin's spend chart)."""
+    tz = settings.RHETOR_TIMEZONE
+    at = at or timezone.now()
+    today = policies.window_start(period="daily", now=at, tz=tz)
+    first = today - dt.timedelta(days=days - 1)
+    start, _ = policies.window_bounds(period="daily", start=first, tz=tz)
+    _, end = policies.window_bounds(period="daily", start=today, tz=tz)
+    rows = (
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+        .annotate(day=TruncDate("created_at", tzinfo=ZoneInfo(tz)))
+        .values("day", field)
+        .annotate(cost=Sum("cost_nanos"))
+        .order_by()
+    )
+    days_list = [first + dt.timedelta(days=i) for i in range(days)]
+    index = {d: i for i, d in enumerate(days_list)}
+    series: dict[str, list[int]] = {}
+    for row in rows:
+        key = row[field] or "(none)"
+        values = series.setdefault(key, [0] * days)
+        if row["day"] in index:
+            values[index[row["day"]]] += row["cost"] or 0
+    return days_list, series

@@ -1,0 +1,777 @@
+"""Budget writes: reserve -> settle (R10), limits and policies, prices, operator resets.
+
+Race-freedom rests on one rule (R6): a spend counter changes only through a single SQL
+UPDATE with `F()` expressions, and a hold against an enforce-policy limit is the
+conditional UPDATE `... WHERE spent - baseline + reserved <= limit - needed`. One request's
+holds on several counters run in one transaction, in one global order of counter keys (so
+two transactions never wait on each other in a cycle), and a refused hold rolls back every
+hold the request placed before it.
+"""
+
+import datetime as dt
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from budget import policies
+from budget.errors import (
+    BUDGET_EXCEEDED,
+    RESERVATION_NOT_FOUND,
+    BudgetExceeded,
+    ReservationNotFound,
+)
+from budget.models import (
+    BudgetLimit,
+    BudgetReservation,
+    BudgetReset,
+    ModelPrice,
+    Policy,
+    SpendCounter,
+    UnpricedModel,
+    UsageRecord,
+)
+from budget.prices import SEED_EFFECTIVE_FROM, SEED_PRICES, SEED_SOURCE
+from budget.selectors import (
+    EffectiveLimit,
+    PriceQuote,
+    effective_limits_for,
+    env_default_limits,
+    env_default_policy,
+    model_price_get,
+)
+from llm.providers.base import Usage
+from rhetor_site.errors import InvalidInput
+
+logger = logging.getLogger("budget")
+
+__all__ = [
+    "Reservation",
+    "abudget_reserve",
+    "abudget_settle",
+    "budget_limit_set",
+    "budget_policy_set",
+    "budget_reserve",
+    "budget_reset",
+    "budget_settle",
+    "cost_for",
+    "model_price_set",
+    "model_prices_seed",
+    "reservation_release_stale",
+    "usd",
+]
+
+usd = policies.usd
+
+NO_PRICE = "No price is known for {provider}/{model}, and no other price exists to charge it at"
+BAD_STATUS = "status must be one of ok, error, cancelled (got {status!r})"
+BAD_PERIOD = "period must be one of daily, weekly, monthly (got {period!r})"
+BAD_POLICY = "policy must be one of ignore, warn, enforce (got {policy!r})"
+BAD_SCOPE = "scope must be all, provider:<id> or component:<name> (got {scope!r})"
+NEGATIVE_TOKENS = "{field} must not be negative (got {value})"
+PRICE_IN_USE = (
+    "The price of {provider}/{model} from {effective_from} has been charged already; "
+    "set a new price with a later start instead"
+)
+BYPASS_REFUSED = (
+    "budget bypass requested but not allowed (RHETOR_ALLOW_BUDGET_BYPASS is off): limits enforced"
+)
+MAX_TOKENS_LOWERED = (
+    "max_tokens lowered from {requested} to {allowed} to fit the remaining {period} budget "
+    "for {scope}"
+)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What `budget_reserve` held for one attempt of one request."""
+
+    reservation_id: int
+    request_id: uuid.UUID
+    attempt: int
+    provider: str
+    model: str
+    reserved_nanos: int
+    price_id: int
+    price_is_fallback: bool
+    input_price: int  # nano-USD per token
+    output_price: int
+    bypassed: bool = False
+    # Set when max_tokens had to be lowered to fit the budget (allow_lower_max_tokens).
+    max_tokens_allowed: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def reserved_cost(self) -> int:
+        return self.reserved_nanos
+
+
+# --- Counters ------------------------------------------------------------------------------
+
+CounterKey = tuple[str, str, str, dt.date]  # period, scope_kind, scope_value, window_start
+
+# Counter rows are never deleted, so their ids can be remembered per process. A stale id
+# (a test rolled its rows back) is detected by a 0-row UPDATE and re-resolved.
+_counter_ids: dict[CounterKey, int] = {}
+_counter_lock = threading.Lock()
+
+
+def _counter_key_dict(key: CounterKey) -> dict[str, object]:
+    period, kind, value, start = key
+    return {"period": period, "scope_kind": kind, "scope_value": value, "window_start": start}
+
+
+def _counter_id(key: CounterKey, *, fresh: bool = False) -> int:
+    """The id of the counter for `key`, creating it if needed (INSERT ... ON CONFLICT DO
+    NOTHING, so concurrent creators agree on one row)."""
+    if not fresh:
+        cid = _counter_ids.get(key)
+        if cid is not None:
+            return cid
+    lookup = _counter_key_dict(key)
+    row = SpendCounter.objects.filter(**lookup).values_list("id", flat=True).first()
+    if row is None:
+        SpendCounter.objects.bulk_create([SpendCounter(**lookup)], ignore_conflicts=True)
+        row = SpendCounter.objects.filter(**lookup).values_list("id", flat=True).get()
+    with _counter_lock:
+        _counter_ids[key] = row
+    return row
+
+
+def _counter_qs(key: CounterKey, cid: int) -> QuerySet[SpendCounter]:
+    """The counter row by id *and* natural key: a remembered id that no longer names this
+    counter (rows rolled back, ids reused) matches nothing instead of the wrong row."""
+    return SpendCounter.objects.filter(pk=cid, **_counter_key_dict(key))
+
+
+def _counter_get(key: CounterKey) -> SpendCounter:
+    row = _counter_qs(key, _counter_id(key)).first()
+    if row is None:
+        row = _counter_qs(key, _counter_id(key, fresh=True)).get()
+    return row
+
+
+def _counter_update(key: CounterKey, **changes: object) -> int:
+    """Unconditional F() update of one counter; returns its id."""
+    cid = _counter_id(key)
+    if _counter_qs(key, cid).update(**changes) == 1:
+        return cid
+    cid = _counter_id(key, fresh=True)
+    if _counter_qs(key, cid).update(**changes) != 1:  # pragma: no cover
+        raise RuntimeError(f"spend counter {key} vanished")
+    return cid
+
+
+def _request_keys(*, provider: str, component: str, now: dt.datetime) -> list[CounterKey]:
+    tz = settings.RHETOR_TIMEZONE
+    scopes = [("all", ""), ("provider", provider)]
+    if component:
+        scopes.append(("component", component))
+    return sorted(
+        (period, kind, value, policies.window_start(period=period, now=now, tz=tz))
+        for period in policies.PERIODS
+        for kind, value in scopes
+    )
+
+
+# --- Reserve ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    limit: EffectiveLimit
+    counter: SpendCounter | None
+    needed: int
+
+
+class _Refused(Exception):
+    def __init__(self, refusal: _Refusal) -> None:
+        super().__init__("refused")
+        self.refusal = refusal
+
+
+def _quote(*, provider: str, model: str, now: dt.datetime) -> PriceQuote:
+    quote = model_price_get(provider=provider, model=model, at=now)
+    if quote is None and model_prices_seed():
+        quote = model_price_get(provider=provider, model=model, at=now)
+    if quote is None:
+        raise InvalidInput(NO_PRICE.format(provider=provider, model=model), field="model")
+    if quote.is_fallback:
+        # Flag it for the admin (only this rare path writes outside the main transaction).
+        UnpricedModel.objects.bulk_create(
+            [UnpricedModel(provider=provider, model=model)], ignore_conflicts=True
+        )
+        logger.warning(
+            "No price for %s/%s: charged at %s/%s until an operator sets one",
+            provider,
+            model,
+            quote.price.provider,
+            quote.price.model,
+        )
+    return quote
+
+
+def _place_holds(
+    *,
+    limits: list[EffectiveLimit],
+    needed: int,
+    now: dt.datetime,
+    bypass: bool,
+) -> tuple[list[CounterKey], list[str]]:
+    """Hold `needed` on the counter of every limit (sorted key order). Raises _Refused
+    (after which the caller's savepoint rolls every hold back)."""
+    tz = settings.RHETOR_TIMEZONE
+    held: list[CounterKey] = []
+    warnings: list[str] = []
+    keyed = sorted(
+        (
+            (
+                lim.period,
+                lim.scope_kind,
+                lim.scope_value,
+                policies.window_start(period=lim.period, now=now, tz=tz),
+            ),
+            lim,
+        )
+        for lim in limits
+    )
+    for key, lim in keyed:
+        assert lim.limit_nanos is not None  # noqa: S101 - filtered by the caller
+        add = F("reserved_nanos") + needed
+        if lim.policy == Policy.ENFORCE and not bypass:
+            cid = _counter_id(key)
+            headroom = lim.limit_nanos - needed
+            for fresh in (False, True):
+                if fresh:
+                    cid = _counter_id(key, fresh=True)
+                updated = (
+                    _counter_qs(key, cid)
+                    .alias(used=F("spent_nanos") - F("baseline_nanos") + F("reserved_nanos"))
+                    .filter(used__lte=headroom)
+                    .update(reserved_nanos=add)
+                )
+                if updated == 1:
+                    break
+                counter = _counter_qs(key, cid).first()
+                if counter is not None:
+                    raise _Refused(_Refusal(limit=lim, counter=counter, needed=needed))
+            else:  # pragma: no cover - the row was just created
+                raise RuntimeError(f"spend counter {key} vanished")
+            held.append(key)
+            continue
+        cid = _counter_update(key, reserved_nanos=add)
+        held.append(key)
+        counter = _counter_qs(key, cid).get()
+        use = policies.LimitUse(
+            period=lim.period,
+            scope=lim.scope,
+            limit=lim.limit_nanos,
+            used_before=counter.used_nanos + counter.reserved_nanos - needed,
+            needed=needed,
+        )
+        for message in policies.warnings_for(use):
+            if lim.policy == Policy.ENFORCE:  # bypassed
+                message = message.replace("policy warn: request served", "budget bypassed")
+            warnings.append(message)
+    return held, warnings
+
+
+def _exceeded(refusal: _Refusal, *, provider: str, model: str) -> BudgetExceeded:
+    lim, counter = refusal.limit, refusal.counter
+    spent = counter.used_nanos if counter else 0
+    reserved = counter.reserved_nanos if counter else 0
+    limit = lim.limit_nanos or 0
+    details = {
+        "period": lim.period,
+        "scope": lim.scope,
+        "limit": usd(limit),
+        "spent": usd(spent),
+        "reserved": usd(reserved),
+        "needed": usd(refusal.needed),
+        "provider": provider,
+        "model": model,
+    }
+    message = BUDGET_EXCEEDED.format(
+        period=lim.period,
+        scope_label=policies.scope_label(lim.scope),
+        spent=details["spent"],
+        reserved=details["reserved"],
+        limit=details["limit"],
+        needed=details["needed"],
+    )
+    return BudgetExceeded(message, **details)
+
+
+def _headroom(limits: list[EffectiveLimit], *, now: dt.datetime) -> tuple[int, EffectiveLimit]:
+    """The smallest room left under the enforce limits, and the limit that sets it."""
+    tz = settings.RHETOR_TIMEZONE
+    best: tuple[int, EffectiveLimit] | None = None
+    for lim in limits:
+        if lim.policy != Policy.ENFORCE or lim.limit_nanos is None:
+            continue
+        key = (
+            lim.period,
+            lim.scope_kind,
+            lim.scope_value,
+            policies.window_start(period=lim.period, now=now, tz=tz),
+        )
+        counter = _counter_get(key)
+        used = counter.used_nanos + counter.reserved_nanos
+        room = lim.limit_nanos - used
+        if best is None or room < best[0]:
+            best = (room, lim)
+    assert best is not None  # noqa: S101 - only called after an enforce refusal
+    return best
+
+
+def budget_reserve(
+    *,
+    request_id: uuid.UUID,
+    attempt: int,
+    provider: str,
+    model: str,
+    component: str,
+    task_type: str,
+    context_id: str,
+    input_tokens: int,
+    max_tokens: int,
+    prompt_version_id: int | None = None,
+    is_fallback: bool = False,
+    bypass: bool = False,
+    allow_lower_max_tokens: bool = False,
+    min_max_tokens: int = 1,
+) -> Reservation:
+    """Hold the worst case (input_tokens + max_tokens at the model's price) against every
+    limit that applies (all / provider / component x daily / weekly / monthly), all or
+    nothing, in one short transaction.
+
+    Raises BudgetExceeded (402) when an enforce-policy limit cannot hold it; nothing is
+    held then. With `allow_lower_max_tokens`, max_tokens is first lowered to what the
+    tightest enforce limit still affords (at least `min_max_tokens`), and the Reservation
+    says so in `max_tokens_allowed` and `warnings`. `bypass` takes effect only when
+    RHETOR_ALLOW_BUDGET_BYPASS is on; the hold is then unconditional and marked.
+    """
+    if input_tokens < 0:
+        raise InvalidInput(
+            NEGATIVE_TOKENS.format(field="input_tokens", value=input_tokens), field="input_tokens"
+        )
+    if max_tokens < 0:
+        raise InvalidInput(
+            NEGATIVE_TOKENS.format(field="max_tokens", value=max_tokens), field="max_tokens"
+        )
+    now = timezone.now()
+    quote = _quote(provider=provider, model=model, now=now)
+    price = quote.price
+    warnings: list[str] = []
+    bypassed = False
+    if bypass:
+        if settings.RHETOR_ALLOW_BUDGET_BYPASS:
+            bypassed = True
+        else:
+            warnings.append(BYPASS_REFUSED)
+    limits = [
+        lim
+        for lim in effective_limits_for(provider=provider, component=component)
+        if lim.limit_nanos is not None and lim.policy != Policy.IGNORE
+    ]
+
+    def cost(out: int) -> int:
+        return policies.cost_nanos(
+            input_tokens=input_tokens,
+            output_tokens=out,
+            input_price=price.input_price,
+            output_price=price.output_price,
+        )
+
+    allowed_tokens: int | None = None
+    needed = cost(max_tokens)
+    held: list[CounterKey] = []
+    with transaction.atomic():
+        if needed > 0 and limits:
+            try:
+                with transaction.atomic():
+                    held, hold_warnings = _place_holds(
+                        limits=limits, needed=needed, now=now, bypass=bypassed
+                    )
+            except _Refused as refused:
+                if not allow_lower_max_tokens:
+                    raise _exceeded(refused.refusal, provider=provider, model=model) from None
+                room, tight = _headroom(limits, now=now)
+                fits = policies.affordable_output_tokens(
+                    remaining=room,
+                    input_tokens=input_tokens,
+                    input_price=price.input_price,
+                    output_price=price.output_price,
+                )
+                if fits < min_max_tokens or fits >= max_tokens:
+                    raise _exceeded(refused.refusal, provider=provider, model=model) from None
+                needed = cost(fits)
+                try:
+                    with transaction.atomic():
+                        held, hold_warnings = _place_holds(
+                            limits=limits, needed=needed, now=now, bypass=False
+                        )
+                except _Refused as again:
+                    raise _exceeded(again.refusal, provider=provider, model=model) from None
+                allowed_tokens = fits
+                hold_warnings.insert(
+                    0,
+                    MAX_TOKENS_LOWERED.format(
+                        requested=max_tokens,
+                        allowed=fits,
+                        period=tight.period,
+                        scope=policies.scope_label(tight.scope),
+                    ),
+                )
+            warnings.extend(hold_warnings)
+        row = BudgetReservation.objects.create(
+            request_id=request_id,
+            attempt=attempt,
+            provider=provider,
+            model=model,
+            component=component,
+            task_type=task_type,
+            context_id=context_id,
+            prompt_version_id=prompt_version_id,
+            input_tokens=input_tokens,
+            max_tokens=allowed_tokens if allowed_tokens is not None else max_tokens,
+            reserved_nanos=needed,
+            price=price,
+            price_is_fallback=quote.is_fallback,
+            is_fallback=is_fallback,
+            bypassed=bypassed,
+            held_counters=[[k[0], k[1], k[2], k[3].isoformat()] for k in held],
+            created_at=now,
+        )
+    return Reservation(
+        reservation_id=row.pk,
+        request_id=request_id,
+        attempt=attempt,
+        provider=provider,
+        model=model,
+        reserved_nanos=row.reserved_nanos,
+        price_id=price.pk,
+        price_is_fallback=quote.is_fallback,
+        input_price=price.input_price,
+        output_price=price.output_price,
+        bypassed=bypassed,
+        max_tokens_allowed=allowed_tokens,
+        warnings=warnings,
+    )
+
+
+# --- Settle ---------------------------------------------------------------------------------
+
+
+def cost_for(*, provider: str, model: str, usage: Usage) -> tuple[int, ModelPrice]:
+    """What `usage` of provider/model costs now, in nanos, and the price it is charged at
+    (an unpriced model at its provider's highest price)."""
+    quote = model_price_get(provider=provider, model=model)
+    if quote is None:
+        raise InvalidInput(NO_PRICE.format(provider=provider, model=model), field="model")
+    return (
+        policies.cost_nanos(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            input_price=quote.price.input_price,
+            output_price=quote.price.output_price,
+        ),
+        quote.price,
+    )
+
+
+_STATUSES = {s.value for s in UsageRecord.Status}
+
+
+@transaction.atomic
+def budget_settle(
+    *,
+    reservation_id: int,
+    usage: Usage | None,
+    status: str,
+    latency_ms: int,
+    error: str = "",
+) -> UsageRecord:
+    """Release the hold, charge the actual cost of `usage` (nothing when None) at the price
+    the reservation was quoted, and create the attempt's append-only UsageRecord.
+
+    Idempotent: a second call (even a concurrent one) changes nothing and returns the
+    record the first one created.
+    """
+    if status not in _STATUSES:
+        raise InvalidInput(BAD_STATUS.format(status=status), field="status")
+    if usage is not None:
+        for name in ("input_tokens", "output_tokens"):
+            value = getattr(usage, name)
+            if value < 0:
+                raise InvalidInput(NEGATIVE_TOKENS.format(field=name, value=value), field=name)
+    now = timezone.now()
+    claimed = BudgetReservation.objects.filter(
+        pk=reservation_id, state=BudgetReservation.State.HELD
+    ).update(state=BudgetReservation.State.SETTLED, settled_at=now)
+    if claimed == 0:
+        existing = UsageRecord.objects.filter(reservation_id=reservation_id).first()
+        if existing is not None:
+            return existing
+        raise ReservationNotFound(
+            RESERVATION_NOT_FOUND.format(reservation_id=reservation_id),
+            reservation_id=reservation_id,
+        )
+    resv = BudgetReservation.objects.select_related("price").get(pk=reservation_id)
+    price = resv.price
+    charged = 0
+    if usage is not None:
+        charged = policies.cost_nanos(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            input_price=price.input_price,
+            output_price=price.output_price,
+        )
+
+    # Release on the reservation's windows, charge the settle-time windows; one UPDATE per
+    # counter, in the same global key order as reserve.
+    deltas: dict[CounterKey, list[int]] = {}
+    for period, kind, value, start in resv.held_counters:
+        key = (period, kind, value, dt.date.fromisoformat(start))
+        deltas.setdefault(key, [0, 0])[0] += resv.reserved_nanos
+    if charged:
+        for key in _request_keys(provider=resv.provider, component=resv.component, now=now):
+            deltas.setdefault(key, [0, 0])[1] += charged
+    for key in sorted(deltas):
+        release, charge = deltas[key]
+        changes: dict[str, object] = {}
+        if release:
+            changes["reserved_nanos"] = F("reserved_nanos") - release
+        if charge:
+            changes["spent_nanos"] = F("spent_nanos") + charge
+        if changes:
+            _counter_update(key, **changes)
+
+    source = UsageRecord.Source.NONE if usage is None else UsageRecord.Source(usage.source)
+    return UsageRecord.objects.create(
+        request_id=resv.request_id,
+        attempt=resv.attempt,
+        reservation=resv,
+        provider=resv.provider,
+        model=resv.model,
+        component=resv.component,
+        task_type=resv.task_type,
+        context_id=resv.context_id,
+        prompt_version_id=resv.prompt_version_id,
+        input_tokens=usage.input_tokens if usage else 0,
+        output_tokens=usage.output_tokens if usage else 0,
+        cost_nanos=charged,
+        reserved_nanos=resv.reserved_nanos,
+        price=price,
+        price_is_fallback=resv.price_is_fallback,
+        status=status,
+        source=source,
+        is_fallback=resv.is_fallback,
+        bypassed=resv.bypassed,
+        latency_ms=max(0, latency_ms),
+        error=error,
+        created_at=now,
+    )
+
+
+abudget_reserve = sync_to_async(budget_reserve)
+abudget_settle = sync_to_async(budget_settle)
+
+
+def reservation_release_stale(*, older_than: dt.timedelta) -> int:
+    """Settle, as errors with nothing charged, the holds of requests that never settled
+    (a worker died mid-request). Returns how many were released."""
+    cutoff = timezone.now() - older_than
+    stale = BudgetReservation.objects.filter(
+        state=BudgetReservation.State.HELD, created_at__lt=cutoff
+    ).values_list("id", flat=True)
+    released = 0
+    for reservation_id in list(stale):
+        record = budget_settle(
+            reservation_id=reservation_id,
+            usage=None,
+            status=UsageRecord.Status.ERROR,
+            latency_ms=0,
+            error="hold released: the request never settled",
+        )
+        if record.error.startswith("hold released"):
+            released += 1
+    return released
+
+
+# --- Limits, policies, resets -------------------------------------------------------------------
+
+
+def parse_scope(scope: str) -> tuple[str, str]:
+    """ "all" | "provider:<id>" | "component:<name>" -> (scope_kind, scope_value)."""
+    scope = (scope or "all").strip()
+    if scope == "all":
+        return "all", ""
+    kind, sep, value = scope.partition(":")
+    if not sep or kind not in ("provider", "component") or not value.strip():
+        raise InvalidInput(BAD_SCOPE.format(scope=scope), field="scope")
+    return kind, value.strip()
+
+
+def _check_period(period: str) -> None:
+    if period not in policies.PERIODS:
+        raise InvalidInput(BAD_PERIOD.format(period=period), field="period")
+
+
+def _check_policy(policy: str) -> None:
+    if policy not in policies.POLICIES:
+        raise InvalidInput(BAD_POLICY.format(policy=policy), field="policy")
+
+
+@transaction.atomic
+def budget_limit_set(
+    *,
+    period: str,
+    limit_nanos: int | None,
+    scope_kind: str = "all",
+    scope_value: str = "",
+    enforcement: str | None = None,
+) -> BudgetLimit:
+    """Create or change the limit of one period and scope. Without `enforcement`, an
+    existing row keeps its policy and a new one gets RHETOR_BUDGET_POLICY."""
+    _check_period(period)
+    if enforcement is not None:
+        _check_policy(enforcement)
+    if limit_nanos is not None and limit_nanos < 0:
+        raise InvalidInput("limit_amount must not be negative", field="limit_amount")
+    row = (
+        BudgetLimit.objects.select_for_update()
+        .filter(period=period, scope_kind=scope_kind, scope_value=scope_value)
+        .first()
+    )
+    if row is None:
+        row = BudgetLimit(
+            period=period,
+            scope_kind=scope_kind,
+            scope_value=scope_value,
+            enforcement=enforcement or env_default_policy(),
+        )
+    elif enforcement is not None:
+        row.enforcement = enforcement
+    row.limit_nanos = limit_nanos
+    row.full_clean()
+    row.save()
+    return row
+
+
+@transaction.atomic
+def budget_policy_set(
+    *, period: str, policy: str, scope_kind: str = "all", scope_value: str = ""
+) -> BudgetLimit:
+    """Set the policy of one period and scope. A new row for scope "all" starts from the
+    env default limit of the period (RHETOR_BUDGET_<PERIOD>_LIMIT)."""
+    _check_period(period)
+    _check_policy(policy)
+    row = (
+        BudgetLimit.objects.select_for_update()
+        .filter(period=period, scope_kind=scope_kind, scope_value=scope_value)
+        .first()
+    )
+    if row is None:
+        default = env_default_limits()[period] if scope_kind == "all" else None
+        row = BudgetLimit(
+            period=period, scope_kind=scope_kind, scope_value=scope_value, limit_nanos=default
+        )
+    row.enforcement = policy
+    row.full_clean()
+    row.save()
+    return row
+
+
+@transaction.atomic
+def budget_reset(
+    *, period: str, scope_kind: str = "all", scope_value: str = "", actor: str = "", note: str = ""
+) -> BudgetReset:
+    """An operator's reset of the current window of one period and scope: the counter's
+    baseline moves up to what was spent, so the window starts again from zero. The usage
+    ledger is untouched; the reset is recorded as an audit row."""
+    _check_period(period)
+    key: CounterKey = (
+        period,
+        scope_kind,
+        scope_value,
+        policies.window_start(period=period, now=timezone.now(), tz=settings.RHETOR_TIMEZONE),
+    )
+    cid = _counter_get(key).pk
+    before = _counter_qs(key, cid).select_for_update().get()
+    _counter_qs(key, cid).update(baseline_nanos=F("spent_nanos"))
+    after = _counter_qs(key, cid).get()
+    return BudgetReset.objects.create(
+        counter=after,
+        period=period,
+        scope_kind=scope_kind,
+        scope_value=scope_value,
+        window_start=key[3],
+        baseline_before=before.baseline_nanos,
+        spent_nanos=after.spent_nanos,
+        actor=actor,
+        note=note,
+    )
+
+
+# --- Prices ---------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def model_price_set(
+    *,
+    provider: str,
+    model: str,
+    input_price: int,
+    output_price: int,
+    effective_from: dt.datetime | None = None,
+    source: str = "",
+) -> ModelPrice:
+    """Add a price for provider/model from `effective_from` (default now); earlier prices
+    stay as history. A price that usage was already charged at is never changed."""
+    effective_from = effective_from or timezone.now()
+    row = (
+        ModelPrice.objects.select_for_update()
+        .filter(provider=provider, model=model, effective_from=effective_from)
+        .first()
+    )
+    if row is not None and row.usage_records.exists():
+        raise InvalidInput(
+            PRICE_IN_USE.format(provider=provider, model=model, effective_from=effective_from),
+            field="effective_from",
+        )
+    if row is None:
+        row = ModelPrice(provider=provider, model=model, effective_from=effective_from)
+    row.input_price = input_price
+    row.output_price = output_price
+    row.source = source
+    row.full_clean()
+    row.save()
+    return row
+
+
+def model_prices_seed() -> int:
+    """Restore the contract's seed prices if the price table is empty; returns how many
+    rows were added (0 when any price exists)."""
+    if ModelPrice.objects.exists():
+        return 0
+    rows = [
+        ModelPrice(
+            provider=provider,
+            model=model,
+            input_price=input_price,
+            output_price=output_price,
+            effective_from=SEED_EFFECTIVE_FROM,
+            source=SEED_SOURCE + note,
+            created_at=SEED_EFFECTIVE_FROM,
+        )
+        for provider, model, input_price, output_price, note in SEED_PRICES
+    ]
+    ModelPrice.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
