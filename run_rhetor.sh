@@ -21,6 +21,5 @@ PORT=${RHETOR_PORT:-8300}
 LEVEL=$(echo "${RHETOR_LOG_LEVEL:-info}" | tr '[:upper:]' '[:lower:]')
 VERBOSITY=1
 [ "$LEVEL" = "debug" ] && VERBOSITY=2
-echo "Rhetor on http://$HOST:$PORT  (API docs: http://$HOST:$PORT/docs, admin: http://$HOST:$PORT/admin/, WebSocket: ws://$HOST:$PORT/ws)"
 echo "Create an admin account with: .venv/bin/python manage.py createsuperuser"
-exec .venv/bin/daphne -v "$VERBOSITY" -b "$HOST" -p "$PORT" rhetor_site.asgi:application
+exec .venv/bin/python manage.py serve --host "$HOST" --port "$PORT" --daphne-verbosity "$VERBOSITY"

@@ -1,0 +1,106 @@
+"""`manage.py serve`: run Rhetor with daphne, HTTP and WebSocket on one port.
+
+The command is a small supervisor: it binds the port once, starts RHETOR_WORKERS daphne
+processes that share the listening socket (`daphne --fd`), and itself runs what must
+happen once per server rather than once per worker — Hermes registration, heartbeats
+and unregistration — because daphne runs no ASGI lifespan events. SIGINT/SIGTERM stop
+the workers and unregister.
+"""
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from llm.hermes import HermesRegistrar
+
+
+class Command(BaseCommand):
+    help = "Serve Rhetor with daphne workers on one port, registered with Hermes when configured."
+    requires_migrations_checks = True
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=settings.RHETOR_HOST)
+        parser.add_argument("--port", type=int, default=settings.RHETOR_PORT)
+        parser.add_argument("--workers", type=int, default=settings.RHETOR_WORKERS)
+        parser.add_argument(
+            "--daphne-verbosity", type=int, default=1, help="daphne's -v (2 logs every request)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        host, port, workers = options["host"], options["port"], options["workers"]
+        if workers < 1:
+            raise CommandError("--workers must be at least 1")
+        if workers > 1 and not settings.REDIS_URL:
+            raise CommandError(
+                "More than one worker needs REDIS_URL: the in-memory channel layer cannot "
+                "reach across processes."
+            )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        listener.listen(1024)
+        listener.set_inheritable(True)
+        fd = listener.fileno()
+        command = [
+            sys.executable,
+            "-m",
+            "daphne",
+            "--fd",
+            str(fd),
+            "-v",
+            str(options["daphne_verbosity"]),
+            "rhetor_site.asgi:application",
+        ]
+        children = [subprocess.Popen(command, pass_fds=(fd,)) for _ in range(workers)]  # noqa: S603
+        shown = f"[{host}]" if ":" in host else host
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Rhetor {settings.RHETOR_VERSION} on http://{shown}:{port} with {workers} "
+                f"worker{'s' if workers != 1 else ''}; admin: http://{shown}:{port}/admin/"
+            )
+        )
+        try:
+            asyncio.run(self._supervise(children, host=shown, port=port))
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()
+            for child in children:
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            listener.close()
+
+    async def _supervise(
+        self, children: list[subprocess.Popen[bytes]], *, host: str, port: int
+    ) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        async def watch_children() -> None:
+            while not stop.is_set():
+                if any(child.poll() is not None for child in children):
+                    self.stderr.write("a daphne worker exited; stopping Rhetor")
+                    stop.set()
+                    return
+                await asyncio.sleep(0.5)
+
+        tasks = [asyncio.create_task(watch_children())]
+        if settings.HERMES_API_URL:
+            registrar = HermesRegistrar(base_url=settings.HERMES_API_URL, host=host, port=port)
+            tasks.append(asyncio.create_task(registrar.run(stop)))
+        await stop.wait()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,105 @@
+"""End to end through a real server: `manage.py serve` (daphne workers behind one port),
+a real HTTP client, a real WebSocket client, and Hermes registration around it."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from tests.llm.test_hermes import FakeHermes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, FakeHermes, subprocess.Popen[bytes]]]:
+    hermes = FakeHermes()
+    hermes.start()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "rhetor_site.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'rhetor.sqlite3'}",
+        "REDIS_URL": "",
+        "HERMES_API_URL": f"http://127.0.0.1:{hermes.port}",
+        "RHETOR_PROVIDERS": "simulated",
+        "RHETOR_SIMULATED_DELAY": "0",
+        "OLLAMA_BASE_URL": "http://127.0.0.1:9",
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True, cwd=ROOT)
+    process = subprocess.Popen(
+        [*manage, "serve", "--port", str(port), "--daphne-verbosity", "0"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        output = process.stdout.read().decode() if process.stdout else ""
+        hermes.stop()
+        pytest.fail(f"server did not start:\n{output}")
+    yield url, hermes, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    hermes.stop()
+
+
+def test_real_server_serves_http_websocket_and_registers_with_hermes(server) -> None:  # type: ignore[no-untyped-def]
+    url, hermes, process = server
+
+    reply = httpx.post(f"{url}/message", json={"message": "Hi", "context_id": "e2e"}, timeout=10)
+    static = httpx.get(f"{url}/static/admin/css/base.css", timeout=5)
+
+    async def websocket_exchange() -> list[dict[str, object]]:
+        frames = []
+        async with websockets.connect(url.replace("http", "ws") + "/ws") as ws:
+            await ws.send(
+                json.dumps({"type": "LLM_REQUEST", "payload": {"message": "Yo", "context": "e2e"}})
+            )
+            while True:
+                frame = json.loads(await ws.recv())
+                frames.append(frame)
+                if frame["payload"].get("isTyping") is False:
+                    return frames
+
+    import asyncio
+
+    frames = asyncio.run(websocket_exchange())
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=15)
+
+    assert reply.status_code == 200
+    assert reply.json()["context"] == "e2e"
+    assert static.status_code == 200
+    assert "text/css" in static.headers["content-type"]
+    assert frames[0]["payload"]["isTyping"] is True
+    assert any(f["payload"].get("done") is True for f in frames)
+    assert hermes.paths()[0] == "/api/register"
+    assert hermes.paths()[-1] == "/api/unregister"
+    assert hermes.known == set()
