@@ -73,6 +73,9 @@ class LLMRequest:
     prompt_variables: dict[str, Any] | None = None
     # /chat: `messages` is the conversation to send (instead of the stored history).
     whole_conversation: bool = False
+    # False for Rhetor's own internal calls (e.g. summaries): nothing is read from or
+    # appended to the context.
+    store: bool = True
 
     @property
     def resolved_component(self) -> str:
@@ -190,7 +193,7 @@ async def prepare(request: LLMRequest) -> Prepared:
     default_target = await _default_target() if route.name == "default" else None
     plan = await plan_targets(route=route, options=request.options, default_target=default_target)
 
-    stored = await acontext_history_list(context_id=request.context_id)
+    stored = await acontext_history_list(context_id=request.context_id) if request.store else []
     stored_items = [
         HistoryItem(ChatMessage(m.role, m.content), m.tokens or estimate_tokens(m.content))
         for m in stored
@@ -222,6 +225,8 @@ async def prepare(request: LLMRequest) -> Prepared:
 def _store_exchange(
     *, prepared: Prepared, reply: str, target: Target, usage: Usage | None, status: str, error: str
 ) -> list[Message]:
+    if not prepared.request.store:
+        return []
     messages = list(prepared.to_store)
     if reply or status == "ok":
         metadata: dict[str, Any] = {}
