@@ -14,7 +14,7 @@ from budget.services import Reservation
 
 
 @pytest.fixture(autouse=True)
-def _budget_env(settings: Any) -> Iterator[None]:
+def _budget_env(settings: Any) -> None:
     """Every test starts from no env limits, UTC and no bypass, whatever the shell says."""
     settings.RHETOR_TIMEZONE = "UTC"
     settings.RHETOR_BUDGET_POLICY = "warn"
@@ -82,6 +82,8 @@ def file_sqlite_db(transactional_db: None, tmp_path: Any) -> Iterator[str]:
 
     from django.db import connection, connections
 
+    # A transactional test before this one may have flushed the seeded prices.
+    services.model_prices_seed()
     if connection.vendor != "sqlite" or not connection.is_in_memory_db():
         yield str(connection.settings_dict["NAME"])
         return

@@ -1,0 +1,81 @@
+"""One server process of the multi-process enforcement proof (test_race.py).
+
+Run as `python -m tests.budget.race_worker --threads N --start-at T` with DATABASE_URL set:
+waits until wall-clock time T, fires N threads at budget_reserve/budget_settle through one
+barrier, and prints a JSON line {"served": n, "refused": n, "errors": [...]}.
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--start-at", type=float, required=True)
+    parser.add_argument("--output-tokens", type=int, default=1000)
+    args = parser.parse_args()
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    import django
+
+    django.setup()
+    from django.db import connections
+
+    from budget import services
+    from budget.errors import BudgetExceeded
+    from llm.providers.base import Usage
+
+    barrier = threading.Barrier(args.threads)
+    served: list[int] = []
+    refused: list[int] = []
+    errors: list[str] = []
+
+    def one() -> None:
+        try:
+            barrier.wait()
+            try:
+                r = services.budget_reserve(
+                    request_id=uuid.uuid4(),
+                    attempt=1,
+                    provider="anthropic",
+                    model="claude-3-haiku",
+                    component="ergon",
+                    task_type="chat",
+                    context_id="ergon:race",
+                    input_tokens=1000,
+                    max_tokens=1000,
+                )
+            except BudgetExceeded:
+                refused.append(1)
+                return
+            services.budget_settle(
+                reservation_id=r.reservation_id,
+                usage=Usage(1000, args.output_tokens),
+                status="ok",
+                latency_ms=1,
+            )
+            served.append(1)
+        except Exception as exc:  # reported to the test, which fails on any
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one) for _ in range(args.threads)]
+    time.sleep(max(0.0, args.start_at - time.time()))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sys.stdout.write(
+        json.dumps({"served": len(served), "refused": len(refused), "errors": errors}) + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
