@@ -9,10 +9,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rhetor_site.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from rhetor_site.routing import websocket_urlpatterns  # noqa: E402
+from rhetor_site.websocket import origin_checked  # noqa: E402
 
 # The admin console needs its CSS and JS. Daphne has no static file server, so unless an
 # operator serves STATIC_ROOT from a front web server (RHETOR_SERVE_STATIC=false), Django's
@@ -24,6 +24,6 @@ http_app = (
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "websocket": origin_checked(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -33,6 +33,9 @@ if not SECRET_KEY:
     # and issue #8's deploy check refuses it for anything else.
     SECRET_KEY = "rhetor-insecure-development-key-change-me"  # noqa: S105
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# Browser origins (besides the site itself) allowed to use the API and the WebSocket,
+# e.g. the Tekton UI: "http://localhost:8080". Nothing else.
+RHETOR_CORS_ORIGINS = env.list("RHETOR_CORS_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",

@@ -276,3 +276,25 @@ class SubscriptionTests(ConsumerTestCase):
         assert assistant["payload"]["context"] == "ergon:live"
         assert unsub["payload"]["status"] == "unsubscribed"
         assert nothing is True
+
+
+class OriginTests(ConsumerTestCase):
+    async def handshake(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        from rhetor_site.asgi import application
+
+        communicator = WebsocketCommunicator(application, "/ws", headers=headers)
+        connected, _ = await communicator.connect()
+        if connected:
+            await communicator.disconnect()
+        return bool(connected)
+
+    async def test_browser_pages_from_other_sites_are_refused(self) -> None:
+        assert await self.handshake([(b"origin", b"http://evil.example")]) is False
+
+    async def test_own_site_and_non_browser_clients_are_accepted(self) -> None:
+        assert await self.handshake([(b"origin", b"http://localhost:8300")]) is True
+        assert await self.handshake([]) is True
+
+    @override_settings(RHETOR_CORS_ORIGINS=["http://tekton-ui.example:8080"])
+    async def test_configured_ui_origin_is_accepted(self) -> None:
+        assert await self.handshake([(b"origin", b"http://tekton-ui.example:8080")]) is True

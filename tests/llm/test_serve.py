@@ -26,20 +26,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, FakeHermes, subprocess.Popen[bytes]]]:
-    hermes = FakeHermes()
-    hermes.start()
+def start_server(
+    env_overrides: dict[str, str], tmp_path: Path
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """Migrate and start `manage.py serve` on a free port; return its URL and process."""
     port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "rhetor_site.settings",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'rhetor.sqlite3'}",
         "REDIS_URL": "",
-        "HERMES_API_URL": f"http://127.0.0.1:{hermes.port}",
+        "HERMES_API_URL": "",
         "RHETOR_PROVIDERS": "simulated",
         "RHETOR_SIMULATED_DELAY": "0",
         "OLLAMA_BASE_URL": "http://127.0.0.1:9",
+        **env_overrides,
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True, cwd=ROOT)
@@ -55,18 +56,27 @@ def server(tmp_path: Path) -> Iterator[tuple[str, FakeHermes, subprocess.Popen[b
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
+                return url, process
         except httpx.HTTPError:
             time.sleep(0.1)
-    else:
-        process.kill()
-        output = process.stdout.read().decode() if process.stdout else ""
-        hermes.stop()
-        pytest.fail(f"server did not start:\n{output}")
-    yield url, hermes, process
+    process.kill()
+    output = process.stdout.read().decode() if process.stdout else ""
+    pytest.fail(f"server did not start:\n{output}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, FakeHermes, subprocess.Popen[bytes]]]:
+    hermes = FakeHermes()
+    hermes.start()
+    url, process = start_server({"HERMES_API_URL": f"http://127.0.0.1:{hermes.port}"}, tmp_path)
+    yield url, hermes, process
+    stop_server(process)
     hermes.stop()
 
 
@@ -103,3 +113,40 @@ def test_real_server_serves_http_websocket_and_registers_with_hermes(server) -> 
     assert hermes.paths()[0] == "/api/register"
     assert hermes.paths()[-1] == "/api/unregister"
     assert hermes.known == set()
+
+
+@pytest.mark.integration
+def test_subscriber_on_one_process_sees_messages_appended_through_another(  # type: ignore[no-untyped-def]
+    tmp_path: Path, redis_url: str
+) -> None:
+    shared = {"REDIS_URL": redis_url}
+    url_a, process_a = start_server(shared, tmp_path)
+    url_b, process_b = start_server(shared, tmp_path)
+    context = f"ergon:live-{time.monotonic_ns()}"
+
+    async def subscribe_then_post() -> list[dict[str, object]]:
+        seen = []
+        async with websockets.connect(url_a.replace("http", "ws") + "/ws") as ws:
+            await ws.send(json.dumps({"type": "SUBSCRIBE", "payload": {"context": context}}))
+            ack = json.loads(await ws.recv())
+            assert ack["payload"]["status"] == "subscribed"
+            async with httpx.AsyncClient() as client:
+                reply = await client.post(
+                    f"{url_b}/message", json={"message": "from B", "context_id": context}
+                )
+                assert reply.status_code == 200
+            while len(seen) < 2:
+                seen.append(json.loads(await asyncio.wait_for(ws.recv(), timeout=10)))
+        return seen
+
+    import asyncio
+
+    try:
+        frames = asyncio.run(subscribe_then_post())
+    finally:
+        stop_server(process_a)
+        stop_server(process_b)
+
+    assert [f["payload"]["role"] for f in frames] == ["user", "assistant"]  # type: ignore[index]
+    assert frames[0]["payload"]["message"] == "from B"  # type: ignore[index]
+    assert all(f["payload"]["context"] == context for f in frames)  # type: ignore[index]
