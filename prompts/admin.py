@@ -72,7 +72,8 @@ class VersionedForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["slug"].required = False
+        if "slug" in self.fields:
+            self.fields["slug"].required = False
         latest = self.latest_version() if self.instance.pk else None
         if latest is not None:
             self.fields["content"].initial = latest.content
@@ -557,6 +558,9 @@ class AppendOnlyVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["__str__", "version", "engine", "created_at", "created_by", "change_note"]
     date_hierarchy = "created_at"
     add_fields = ["content", "engine", "variables", "change_note"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -9,6 +9,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Max
@@ -403,3 +404,9 @@ def personality_create(
     _clean(personality)
     personality.save()
     return personality
+
+
+# Async twins for async callers (tests, consumers); the transaction runs in the sync thread.
+aprompt_version_create = sync_to_async(prompt_version_create)
+aprompt_version_activate = sync_to_async(prompt_version_activate)
+aprompt_rollback = sync_to_async(prompt_rollback)
