@@ -11,10 +11,13 @@ import json
 import logging
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from pydantic import ValidationError
 
+from budget.policies import usd
+from budget.selectors import budget_status
 from contexts.services import context_group
 from llm.errors import StreamInterrupted
 from llm.schemas import WsChatIn, WsContextIn, WsMessageIn
@@ -24,6 +27,7 @@ from llm.streaming import iso_timestamp, message_payload, usage_payload
 from rhetor_site.errors import RhetorError
 
 logger = logging.getLogger("llm")
+abudget_status = sync_to_async(budget_status)
 
 SOURCE = "LLM"
 REGISTERED = "Client registered successfully with Rhetor LLM Manager"
@@ -187,9 +191,16 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
         }
 
     async def budget_payload(self) -> dict[str, Any]:
-        from budget.selectors import abudget_ws_status
-
-        return await abudget_ws_status()
+        status = await abudget_status()
+        payload: dict[str, Any] = {}
+        for period in (status.daily, status.weekly, status.monthly):
+            payload[f"{period.period}_usage"] = usd(period.usage_nanos)
+            limit = period.limit_nanos
+            payload[f"{period.period}_limit"] = usd(limit) if limit is not None else None
+        payload["budget_enabled"] = any(
+            p.limit_nanos is not None for p in (status.daily, status.weekly, status.monthly)
+        )
+        return payload
 
     # --- live context updates ------------------------------------------------------------
 

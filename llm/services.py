@@ -52,6 +52,7 @@ from llm.router import (
 )
 from llm.selectors import adefault_model_get
 from llm.tokens import MESSAGE_OVERHEAD, estimate_tokens
+from prompts.selectors import ResolvedPrompt, asystem_prompt_resolve
 
 logger = logging.getLogger("llm")
 
@@ -174,6 +175,7 @@ class Prepared:
     plan: Plan
     builder: RequestBuilder
     to_store: list[NewMessage]
+    prompt: ResolvedPrompt | None = None
 
 
 def _split_system(messages: tuple[ChatMessage, ...]) -> tuple[list[str], tuple[ChatMessage, ...]]:
@@ -193,12 +195,18 @@ async def prepare(request: LLMRequest) -> Prepared:
     default_target = await _default_target() if route.name == "default" else None
     plan = await plan_targets(route=route, options=request.options, default_target=default_target)
 
+    prompt = await asystem_prompt_resolve(
+        prompt_id=request.prompt_id,
+        component=request.resolved_component or None,
+        task_type=request.task_type,
+        variables=request.prompt_variables,
+    )
     stored = await acontext_history_list(context_id=request.context_id) if request.store else []
     stored_items = [
         HistoryItem(ChatMessage(m.role, m.content), m.tokens or estimate_tokens(m.content))
         for m in stored
     ]
-    system_parts: list[str] = []
+    system_parts: list[str] = [prompt.text] if prompt else []
     if request.whole_conversation:
         sent = [(m.role, m.content) for m in request.messages]
         fresh = new_messages_to_store([(m.role, m.content) for m in stored], sent)
@@ -219,7 +227,7 @@ async def prepare(request: LLMRequest) -> Prepared:
     ]
     system = "\n\n".join(part for part in system_parts if part) or None
     builder = RequestBuilder(system=system, history=history, new=new)
-    return Prepared(request=request, plan=plan, builder=builder, to_store=to_store)
+    return Prepared(request=request, plan=plan, builder=builder, to_store=to_store, prompt=prompt)
 
 
 def _store_exchange(
