@@ -406,7 +406,9 @@ async def _compare_run(
         compared: ComparedPromptOut = comparison[key]
         request = LLMRequest(
             messages=(ChatMessage("user", payload.message or ""),),
+            # Not stored: a comparison never writes to a conversation.
             context_id=f"compare:{uuid.uuid4().hex}",
+            store=False,
             component=component,
             task_type=payload.task_type,
             options=RouteOptions(**options),
@@ -439,10 +441,14 @@ async def _compare_run(
             usage={
                 "input_tokens": result.usage.input_tokens,
                 "output_tokens": result.usage.output_tokens,
-                "cost": getattr(result, "cost", None),
+                "cost": _cost_text(getattr(result, "cost", None)),
             },
         )
     return results
+
+
+def _cost_text(cost: object) -> str | None:
+    return None if cost is None else str(cost)
 
 
 @router.get("/prompts/{prompt_id}", response={200: PromptDetailOut, **E404})
