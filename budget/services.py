@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import threading
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -397,7 +398,9 @@ def budget_reserve(
     with transaction.atomic():
         if needed > 0 and limits:
             try:
-                with transaction.atomic():
+                # A refusal without a second try propagates and rolls the whole transaction
+                # back; only a retry with lowered max_tokens needs a savepoint.
+                with transaction.atomic() if allow_lower_max_tokens else nullcontext():
                     held, hold_warnings = _place_holds(
                         limits=limits, needed=needed, now=now, bypass=bypassed
                     )
