@@ -7,17 +7,19 @@ returns the first stream that produced its first event. Retries and fallbacks li
 and only here (the SDK clients are created with max_retries=0).
 """
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from budget.errors import BudgetExceeded
 from llm.errors import (
     NO_PROVIDER_ANSWERED,
     UNKNOWN_MODEL,
@@ -30,7 +32,7 @@ from llm.errors import (
     UnknownTaskType,
 )
 from llm.providers import PROVIDER_ORDER, get_provider
-from llm.providers.base import CompletionRequest, ProviderError, StreamEvent
+from llm.providers.base import CompletionRequest, ProviderError, StreamEvent, Usage
 
 logger = logging.getLogger("llm")
 
@@ -299,15 +301,46 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 
 
+class Metering(Protocol):
+    """Budget hooks around every attempt (R10): reserve the worst case before the call,
+    settle to the actual usage after it. `reserve` raises BudgetExceeded when a limit
+    cannot hold the attempt; `alternatives` names cheaper models to steer to then."""
+
+    async def reserve(self, *, target: Target, request: CompletionRequest, attempt: int) -> Any: ...
+
+    async def settle(
+        self, hold: Any, *, usage: Usage | None, status: str, error: str = ""
+    ) -> int | None: ...
+
+    async def alternatives(self, *, target: Target) -> list[Target]: ...
+
+
+class NoMetering:
+    """For calls that are not metered (unit tests of the router)."""
+
+    async def reserve(self, *, target: Target, request: CompletionRequest, attempt: int) -> Any:
+        return None
+
+    async def settle(
+        self, hold: Any, *, usage: Usage | None, status: str, error: str = ""
+    ) -> int | None:
+        return None
+
+    async def alternatives(self, *, target: Target) -> list[Target]:
+        return []
+
+
 @dataclass
 class OpenedStream:
-    """A provider stream that has produced its first event."""
+    """A provider stream that has produced its first event, with its budget hold."""
 
     target: Target
     request: CompletionRequest
     first: StreamEvent
     rest: AsyncIterator[StreamEvent]
     attempts: list[Attempt]
+    hold: Any = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def fallback(self) -> bool:
@@ -319,9 +352,7 @@ class OpenedStream:
             yield event
 
     async def aclose(self) -> None:
-        aclose = getattr(self.rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await _close(self.rest)
 
 
 def _attempts_text(attempts: list[Attempt]) -> str:
@@ -333,25 +364,50 @@ def _attempts_text(attempts: list[Attempt]) -> str:
 RequestBuilder = Callable[[Target, Plan], CompletionRequest]
 
 
-async def open_stream(*, plan: Plan, build_request: RequestBuilder) -> OpenedStream:
+async def open_stream(
+    *, plan: Plan, build_request: RequestBuilder, metering: Metering | None = None
+) -> OpenedStream:
     """Try each target in order until one yields its first event.
 
     An unavailable provider is skipped; a retryable failure before the first event moves
     on to the next target; a terminal failure is raised as what it is. Once a stream has
     produced an event it is never swapped for another model.
+
+    Every attempt that reaches a provider is reserved first and settled when it fails
+    here, or by the caller when its stream ends. When a reservation would cross an
+    enforced limit, cheaper models are tried next (budget-aware steering); with nothing
+    affordable the first BudgetExceeded (402) is raised.
     """
+    meter = metering or NoMetering()
     attempts: list[Attempt] = []
-    for target in plan.targets:
+    warnings: list[str] = []
+    exceeded: BudgetExceeded | None = None
+    queue = list(plan.targets)
+    index = 0
+    while index < len(queue):
+        target = queue[index]
+        index += 1
         provider = get_provider(target.provider)
         if provider is None or not await provider.is_available():
             attempts.append(Attempt(target, "unavailable", "provider is not configured"))
             continue
         request = build_request(target, plan)
+        try:
+            hold = await meter.reserve(target=target, request=request, attempt=len(attempts))
+        except BudgetExceeded as exc:
+            attempts.append(Attempt(target, "over_budget", exc.message))
+            exceeded = exceeded or exc
+            cheaper = [t for t in await meter.alternatives(target=target) if t not in queue]
+            queue[index:index] = cheaper
+            if cheaper:
+                warnings.append(f"{exc.message}; trying cheaper models instead of {target}")
+            continue
         stream = provider.stream(request)
         try:
             first = await anext(aiter(stream))
         except ProviderError as exc:
             await _close(stream)
+            await meter.settle(hold, usage=exc.usage, status="error", error=exc.message)
             attempts.append(Attempt(target, "failed", exc.message, exc.status_code))
             if is_retryable(exc):
                 logger.warning(
@@ -366,10 +422,19 @@ async def open_stream(*, plan: Plan, build_request: RequestBuilder) -> OpenedStr
                 model=target.model,
             ) from exc
         except StopAsyncIteration:
+            await meter.settle(hold, usage=None, status="error", error="empty stream")
             attempts.append(Attempt(target, "failed", "empty stream"))
             continue
+        except BaseException:  # cancelled while waiting for the first event
+            await _close(stream)
+            await asyncio.shield(meter.settle(hold, usage=None, status="cancelled"))
+            raise
         attempts.append(Attempt(target, "ok"))
-        return OpenedStream(target, request, first, stream, attempts)
+        if exceeded is not None:
+            warnings.append(f"Budget: answered by {target} to stay within the limit")
+        return OpenedStream(target, request, first, stream, attempts, hold, warnings)
+    if exceeded is not None:
+        raise exceeded
     raise ProviderUnavailable(
         NO_PROVIDER_ANSWERED.format(attempts=_attempts_text(attempts) or "no model to try"),
         attempts=[

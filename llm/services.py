@@ -11,6 +11,8 @@ function called through sync_to_async.
 
 import asyncio
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from budget.selectors import cheaper_alternatives
+from budget.services import Reservation, abudget_reserve, abudget_settle
 from contexts.models import Message
 from contexts.selectors import acontext_history_list
 from contexts.services import (
@@ -31,7 +35,7 @@ from contexts.services import (
 )
 from llm.errors import StreamInterrupted
 from llm.models import DefaultModel
-from llm.providers import get_provider
+from llm.providers import all_providers, get_provider
 from llm.providers.base import (
     ChatMessage,
     CompletionRequest,
@@ -41,6 +45,7 @@ from llm.providers.base import (
     Usage,
 )
 from llm.router import (
+    SIMULATED,
     OpenedStream,
     Plan,
     RouteOptions,
@@ -51,14 +56,17 @@ from llm.router import (
     validate_target,
 )
 from llm.selectors import adefault_model_get
-from llm.tokens import MESSAGE_OVERHEAD, estimate_tokens
+from llm.tokens import MESSAGE_OVERHEAD, estimate_messages_tokens, estimate_tokens
 from prompts.selectors import ResolvedPrompt, asystem_prompt_resolve
 
 logger = logging.getLogger("llm")
+acheaper_alternatives = sync_to_async(cheaper_alternatives)
 
 # Room kept free in every model's window for formatting the tokenizer may add.
 WINDOW_SAFETY_TOKENS = 64
 DEFAULT_CONTEXT_WINDOW = 8192
+# The worst case reserved when neither the route nor the request sets max_tokens.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,7 @@ class LLMResult:
     finish_reason: str | None
     timestamp: datetime
     budget_warnings: tuple[str, ...] = ()
+    cost_nanos: int | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +185,60 @@ class Prepared:
     builder: RequestBuilder
     to_store: list[NewMessage]
     prompt: ResolvedPrompt | None = None
+
+
+@dataclass
+class _Hold:
+    reservation: Reservation
+    started: float
+
+
+class BudgetMeter:
+    """The router's Metering for one request: every attempt reserves its worst case
+    against the budgets before the call and settles to the real usage after it."""
+
+    def __init__(self, prepared: "Prepared") -> None:
+        self.prepared = prepared
+        self.request_id = uuid.uuid4()
+
+    async def reserve(self, *, target: Target, request: CompletionRequest, attempt: int) -> _Hold:
+        llm_request = self.prepared.request
+        reservation = await abudget_reserve(
+            request_id=self.request_id,
+            attempt=attempt + 1,
+            provider=target.provider,
+            model=target.model,
+            component=llm_request.resolved_component,
+            task_type=llm_request.task_type,
+            context_id=llm_request.context_id,
+            input_tokens=estimate_messages_tokens(request.messages, request.system),
+            max_tokens=request.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+            prompt_version_id=self.prepared.prompt.version_id if self.prepared.prompt else None,
+            is_fallback=attempt > 0,
+        )
+        return _Hold(reservation, time.monotonic())
+
+    async def settle(
+        self, hold: _Hold, *, usage: Usage | None, status: str, error: str = ""
+    ) -> int | None:
+        record = await abudget_settle(
+            reservation_id=hold.reservation.reservation_id,
+            usage=usage,
+            status=status,
+            latency_ms=int((time.monotonic() - hold.started) * 1000),
+            error=error[:2000],
+        )
+        return int(record.cost_nanos)
+
+    async def alternatives(self, *, target: Target) -> list[Target]:
+        servable: list[tuple[str, str]] = []
+        for pid, provider in all_providers().items():
+            if pid != SIMULATED and await provider.is_available():
+                servable += [(pid, m.id) for m in provider.models()]
+        cheaper = await acheaper_alternatives(
+            provider=target.provider, model=target.model, candidates=servable
+        )
+        return [Target(p, m) for p, m in cheaper]
 
 
 def _split_system(messages: tuple[ChatMessage, ...]) -> tuple[list[str], tuple[ChatMessage, ...]]:
@@ -271,9 +334,13 @@ class LLMStream:
     client (the partial reply is kept and flagged).
     """
 
-    def __init__(self, prepared: Prepared, opened: OpenedStream) -> None:
+    def __init__(
+        self, prepared: Prepared, opened: OpenedStream, meter: BudgetMeter | None = None
+    ) -> None:
         self.prepared = prepared
         self.opened = opened
+        self.meter = meter
+        self.failure_usage: Usage | None = None
         self.result: LLMResult | None = None
 
     @property
@@ -291,6 +358,34 @@ class LLMStream:
     @property
     def context_id(self) -> str:
         return self.prepared.request.context_id
+
+    @property
+    def warnings(self) -> list[str]:
+        return [*self.opened.warnings, *self.reservation_warnings]
+
+    @property
+    def reservation_warnings(self) -> list[str]:
+        hold = self.opened.hold
+        return list(hold.reservation.warnings) if isinstance(hold, _Hold) else []
+
+    async def _settle(self, status: str, usage: Usage | None, reply: str, error: str) -> int | None:
+        """Charge the attempt once: the provider's usage when it completed; when the client
+        went away, the prompt plus what was delivered (`partial`); when the provider
+        failed mid-stream, what it reported for the attempt (else nothing)."""
+        if status == "cancelled":
+            usage = Usage(
+                input_tokens=estimate_messages_tokens(
+                    self.opened.request.messages, self.opened.request.system
+                ),
+                output_tokens=estimate_tokens(reply),
+                source="partial",
+            )
+        elif status == "error":
+            usage = self.failure_usage
+        meter = self.meter
+        if meter is None or self.opened.hold is None:
+            return None
+        return await meter.settle(self.opened.hold, usage=usage, status=status, error=error)
 
     async def chunks(self) -> AsyncIterator[str]:
         parts: list[str] = []
@@ -310,6 +405,7 @@ class LLMStream:
             status, error = "ok", ""
         except ProviderError as exc:
             status, error = "error", exc.message
+            self.failure_usage = exc.usage
             raise StreamInterrupted(
                 f"{self.provider} failed mid-stream: {exc.message}",
                 provider=self.provider,
@@ -319,6 +415,7 @@ class LLMStream:
             await self.opened.aclose()
             reply = "".join(parts)
             usage = end.usage if end else None
+            charged = await asyncio.shield(self._settle(status, usage, reply, error))
             # Shielded: a client disconnect cancels this task, but what was generated is
             # still stored.
             stored = await asyncio.shield(
@@ -342,6 +439,8 @@ class LLMStream:
                     fallback=self.fallback,
                     finish_reason=end.finish_reason,
                     timestamp=timezone.now(),
+                    budget_warnings=tuple(self.warnings),
+                    cost_nanos=charged,
                 )
 
 
@@ -350,8 +449,9 @@ async def llm_stream_open(request: LLMRequest) -> LLMStream:
     chunk (bad input, no provider, a terminal upstream error) raises here, so HTTP
     clients get a real status code instead of a broken 200 stream."""
     prepared = await prepare(request)
-    opened = await open_stream(plan=prepared.plan, build_request=prepared.builder)
-    return LLMStream(prepared, opened)
+    meter = BudgetMeter(prepared)
+    opened = await open_stream(plan=prepared.plan, build_request=prepared.builder, metering=meter)
+    return LLMStream(prepared, opened, meter)
 
 
 async def llm_complete(request: LLMRequest) -> LLMResult:

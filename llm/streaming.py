@@ -11,6 +11,7 @@ from typing import Any
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
+from budget.policies import usd
 from llm.errors import StreamInterrupted
 from llm.services import LLMResult, LLMStream
 
@@ -25,6 +26,7 @@ def usage_payload(result: LLMResult) -> dict[str, Any]:
     return {
         "input_tokens": result.usage.input_tokens,
         "output_tokens": result.usage.output_tokens,
+        "cost": usd(result.cost_nanos) if result.cost_nanos is not None else None,
     }
 
 
