@@ -33,7 +33,7 @@ from prompts.models import (
     Template,
     TemplateVersion,
 )
-from prompts.rendering import normalize_variables, render
+from prompts.rendering import normalize_variables, render, spec_list
 from rhetor_site.errors import RhetorError
 
 EDITOR_ATTRS = {
@@ -78,11 +78,12 @@ class VersionedForm(forms.ModelForm):  # type: ignore[type-arg]
         if latest is not None:
             self.fields["content"].initial = latest.content
             self.fields["engine"].initial = latest.engine
-            declared = {
-                name: spec
-                for name, spec in latest.variables.items()
-                if spec != {"type": "any", "required": True, "default": None, "description": ""}
-            }
+            implicit = {"type": "any", "required": True, "default": None, "description": ""}
+            declared = [
+                spec
+                for spec in spec_list(latest.variables)
+                if {k: v for k, v in spec.items() if k != "name"} != implicit
+            ]
             self.fields["variables"].initial = declared or None
             self.fields["content"].help_text = (
                 f"Editing creates version {latest.version + 1}; version {latest.version} is "
@@ -359,7 +360,7 @@ class VersionedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "form": form,
             "result": result,
             "error": error,
-            "variables": current.variables,
+            "variables": spec_list(current.variables),
         }
         return TemplateResponse(request, "admin/prompts/preview.html", context)
 

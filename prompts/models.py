@@ -23,6 +23,15 @@ class Engine(models.TextChoices):
     JINJA = "jinja", "Jinja2 sandbox (conditionals and loops)"
 
 
+def spec_list(variables: object) -> list[dict[str, Any]]:
+    """Stored declarations as a list of `{"name", "type", "required", "default",
+    "description"}`, in order. (A list, because PostgreSQL's jsonb does not keep the key
+    order of an object; an object of name -> spec is still read.)"""
+    if isinstance(variables, dict):
+        return [{"name": name, **spec} for name, spec in variables.items()]
+    return [dict(spec) for spec in variables or []]
+
+
 class AppendOnlyQuerySet(models.QuerySet[Any]):
     def update(self, **kwargs: Any) -> int:
         raise VersionImmutable(f"{self.model.__name__} rows are append-only; create a new one.")
@@ -72,9 +81,9 @@ class VersionFields(AppendOnlyModel):
     version = models.PositiveIntegerField()
     content = models.TextField()
     engine = models.CharField(max_length=10, choices=Engine.choices, default=Engine.SIMPLE)
-    # {name: {"type": ..., "required": bool, "default": ..., "description": str}}, in the
-    # order the names first appear in the content, then declared-only names.
-    variables = models.JSONField(default=dict, blank=True)
+    # [{"name", "type", "required", "default", "description"}], in the order the names
+    # first appear in the content, then declared-only names.
+    variables = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     created_by = models.CharField(max_length=150, blank=True)
     change_note = models.CharField(max_length=500, blank=True)
@@ -85,7 +94,15 @@ class VersionFields(AppendOnlyModel):
 
     @property
     def variable_names(self) -> list[str]:
-        return list(self.variables)
+        return [spec["name"] for spec in spec_list(self.variables)]
+
+    @property
+    def variable_specs(self) -> dict[str, dict[str, Any]]:
+        """name -> {"type", "required", "default", "description"}, in order."""
+        return {
+            spec["name"]: {k: v for k, v in spec.items() if k != "name"}
+            for spec in spec_list(self.variables)
+        }
 
 
 class TemplateVersion(VersionFields):

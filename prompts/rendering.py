@@ -28,7 +28,7 @@ from prompts.errors import (
     TemplateVariablesInvalid,
     TemplateVariablesMissing,
 )
-from prompts.models import Engine
+from prompts.models import Engine, spec_list
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 ANY_BRACES = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
@@ -63,6 +63,7 @@ class VariableSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "name": self.name,
             "type": self.type,
             "required": self.required,
             "default": self.default,
@@ -105,7 +106,7 @@ def _first_index(content: str, name: str) -> int:
 
 def normalize_variables(
     *, content: str, engine: str = Engine.SIMPLE, declared: object = None
-) -> dict[str, dict[str, Any]]:
+) -> list[dict[str, Any]]:
     """Validate the content and merge its variables with any declarations.
 
     `declared` is None, a list of names, or `{name: {"type", "required", "default",
@@ -115,11 +116,8 @@ def normalize_variables(
     specs: dict[str, VariableSpec] = {}
     for spec in _parse_declared(declared):
         specs[spec.name] = spec
-    ordered: dict[str, dict[str, Any]] = {}
-    for name in used:
-        ordered[name] = specs.pop(name, VariableSpec(name=name)).as_dict()
-    for name, spec in specs.items():
-        ordered[name] = spec.as_dict()
+    ordered = [specs.pop(name, VariableSpec(name=name)).as_dict() for name in used]
+    ordered += [spec.as_dict() for spec in specs.values()]
     return ordered
 
 
@@ -193,16 +191,15 @@ def _is_type(value: object, type_: str) -> bool:
 # --- Rendering -------------------------------------------------------------------------
 
 
-def resolve_values(
-    *, variables: Mapping[str, Mapping[str, Any]], values: Mapping[str, object] | None
-) -> dict[str, object]:
+def resolve_values(*, variables: object, values: Mapping[str, object] | None) -> dict[str, object]:
     """Apply defaults, check required names and types. Raises `TemplateVariablesMissing`
     listing every missing name, then `TemplateVariablesInvalid` listing every bad type."""
     values = dict(values or {})
     resolved: dict[str, object] = {}
     missing: list[str] = []
     invalid: list[dict[str, str]] = []
-    for name, spec in variables.items():
+    for spec in spec_list(variables):
+        name = spec["name"]
         value = values.get(name)
         if value is None:
             if spec.get("default") is not None:
@@ -239,7 +236,7 @@ def render(
     *,
     content: str,
     engine: str = Engine.SIMPLE,
-    variables: Mapping[str, Mapping[str, Any]] | None = None,
+    variables: object = None,
     values: Mapping[str, object] | None = None,
 ) -> str:
     """Render content with values, strictly. `variables` is the version's declarations

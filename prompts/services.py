@@ -34,7 +34,7 @@ from prompts.models import (
     Template,
     TemplateVersion,
 )
-from prompts.rendering import extract_variables, normalize_variables
+from prompts.rendering import extract_variables, normalize_variables, spec_list
 
 UNSET: Any = object()
 
@@ -80,7 +80,7 @@ def _carry_declarations(
     if declared is not None or previous is None:
         return declared
     used = set(extract_variables(content=content, engine=engine))
-    return {name: spec for name, spec in previous.variables.items() if name in used}
+    return [spec for spec in spec_list(previous.variables) if spec["name"] in used]
 
 
 # --- Templates ---------------------------------------------------------------------------

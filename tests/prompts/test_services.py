@@ -32,7 +32,7 @@ def test_editing_a_template_appends_a_version(greeting: Template) -> None:
         (2, "Hi {{ name }}"),
         (1, "Hello {{ name }}, welcome to {{ place }}."),
     ]
-    assert list(version.variables) == ["name"]
+    assert version.variable_names == ["name"]
 
 
 def test_new_version_keeps_typed_declarations_for_names_it_still_uses(db) -> None:
@@ -44,9 +44,9 @@ def test_new_version_keeps_typed_declarations_for_names_it_still_uses(db) -> Non
 
     version = services.template_version_create(template=template, content="n={{ n }}")
 
-    assert version.variables == {
-        "n": {"type": "integer", "required": False, "default": 2, "description": ""}
-    }
+    assert version.variables == [
+        {"name": "n", "type": "integer", "required": False, "default": 2, "description": ""}
+    ]
 
 
 def test_invalid_content_creates_no_version(greeting: Template) -> None:
