@@ -66,8 +66,12 @@ def start_server(
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
-        process.kill()
-        process.wait()
+        process.terminate()  # the supervisor stops its workers and unregisters
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture

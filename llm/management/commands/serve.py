@@ -20,6 +20,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from llm.hermes import HermesRegistrar
 
 
+def _die_with_parent() -> None:
+    """In the worker, before exec: ask Linux to SIGTERM it when the supervisor dies, so a
+    killed supervisor never leaves orphaned workers holding the port."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class Command(BaseCommand):
     help = "Serve Rhetor with daphne workers on one port, registered with Hermes when configured."
     requires_migrations_checks = True
@@ -61,7 +71,10 @@ class Command(BaseCommand):
             str(options["daphne_verbosity"]),
             "rhetor_site.asgi:application",
         ]
-        children = [subprocess.Popen(command, pass_fds=(fd,)) for _ in range(workers)]  # noqa: S603
+        children = [
+            subprocess.Popen(command, pass_fds=(fd,), preexec_fn=_die_with_parent)  # noqa: S603
+            for _ in range(workers)
+        ]
         shown = f"[{host}]" if ":" in host else host
         self.stdout.write(
             self.style.SUCCESS(
