@@ -94,3 +94,19 @@ def test_seed_migration_matches_the_seed_table():
     migration = importlib.import_module("budget.migrations.0002_seed_prices")
     assert tuple(migration.PRICES) == SEED_PRICES
     assert migration.SOURCE == SEED_SOURCE
+
+
+def test_settings_check_flags_bad_budget_env(settings):
+    from budget.apps import check_budget_settings
+
+    settings.RHETOR_BUDGET_POLICY = "block"
+    settings.RHETOR_BUDGET_DAILY_LIMIT = "five"
+    settings.RHETOR_TIMEZONE = "Mars/Olympus"
+
+    assert [e.id for e in check_budget_settings()] == ["budget.E001", "budget.E002", "budget.E003"]
+
+
+def test_settings_check_passes_on_defaults():
+    from budget.apps import check_budget_settings
+
+    assert check_budget_settings() == []
