@@ -261,6 +261,15 @@ class VersionedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return ["slug"] if obj is not None else []
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # Versions and activations cannot be deleted on their own, but they go with the
+        # template or prompt they belong to.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        owned = {
+            str(m._meta.verbose_name) for m in (TemplateVersion, PromptVersion, PromptActivation)
+        }
+        return deleted, counts, perms_needed - owned, protected
+
     def get_urls(self) -> list[URLPattern]:
         name = f"prompts_{self.kind}"
         view = self.admin_site.admin_view
@@ -380,6 +389,9 @@ class TemplateAdmin(VersionedAdmin):
     def version_total(self, obj: Template) -> int:
         return obj.versions.count()
 
+    def delete_model(self, request: HttpRequest, obj: Template) -> None:
+        services.template_delete(template=obj)
+
     def save_model(self, request: HttpRequest, obj: Template, form: Any, change: bool) -> None:
         data = form.cleaned_data
         try:
@@ -438,6 +450,29 @@ class PromptAdmin(VersionedAdmin):
     raw_id_fields = ["parent"]
     search_fields = ["slug", "name", "component", "description"]
     inlines = [PromptVersionInline]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Prompt | None = None) -> bool:
+        # A component's default prompt stays (requests rely on it); see prompt_delete.
+        if obj is not None and obj.is_default:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Prompt) -> None:
+        services.prompt_delete(prompt=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Prompt]) -> None:
+        kept = []
+        for prompt in queryset:
+            try:
+                services.prompt_delete(prompt=prompt)
+            except RhetorError:
+                kept.append(prompt.slug)
+        if kept:
+            self.message_user(
+                request,
+                f"Kept {', '.join(kept)}: a component's default prompt cannot be deleted.",
+                messages.WARNING,
+            )
 
     @admin.display(description="Active version")
     def active_number(self, obj: Prompt) -> str:

@@ -375,6 +375,16 @@ def prompt_rollback(*, prompt: Prompt, activated_by: str = "") -> PromptActivati
 
 
 def prompt_delete(*, prompt: Prompt) -> None:
+    """Delete a prompt and its versions. A component's default prompt is kept (requests
+    rely on it): make another prompt the default first."""
+    if prompt.is_default:
+        raise PromptInUse(
+            PROMPT_IN_USE.format(
+                prompt_id=prompt.slug,
+                reason=f"it is the default prompt of '{prompt.component}'; "
+                "make another prompt the default first",
+            )
+        )
     try:
         prompt.delete()
     except (models.ProtectedError, models.RestrictedError) as exc:

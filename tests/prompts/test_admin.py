@@ -141,6 +141,29 @@ def test_invalid_content_shows_the_error_and_saves_nothing(operator_client) -> N
     assert ergon.versions.count() == 1
 
 
+def test_default_prompt_cannot_be_deleted_in_the_admin(operator_client, reviewer) -> None:
+    ergon = Prompt.objects.get(slug="ergon_default")
+    changelist = reverse("admin:prompts_prompt_changelist")
+
+    refused = operator_client.post(
+        reverse("admin:prompts_prompt_delete", args=[ergon.pk]), {"post": "yes"}
+    )
+    bulk_refused = operator_client.post(
+        changelist,
+        {"action": "delete_selected", "_selected_action": [ergon.pk, reviewer.pk], "post": "yes"},
+    )
+
+    assert (refused.status_code, bulk_refused.status_code) == (403, 403)
+    assert Prompt.objects.filter(slug__in=["ergon_default", "code_reviewer"]).count() == 2
+
+    allowed = operator_client.post(
+        changelist, {"action": "delete_selected", "_selected_action": [reviewer.pk], "post": "yes"}
+    )
+
+    assert allowed.status_code == 302
+    assert Prompt.objects.filter(slug="code_reviewer").exists() is False
+
+
 def test_add_prompt_goes_through_the_service(operator_client, db) -> None:
     response = operator_client.post(
         reverse("admin:prompts_prompt_add"),
@@ -319,3 +342,13 @@ def test_history_shows_usage_per_version(operator_client, reviewer, usage_for) -
     # v1: 2 requests, 40 tokens, 15 * 1000 + 25 * 2000 nano-USD; v2: nothing yet.
     assert "2 / 40 / $0.000065" in html
     assert "0 / 0 / $0.000000" in html
+
+
+def test_template_delete_in_the_admin_takes_its_versions(operator_client, greeting) -> None:
+    response = operator_client.post(
+        reverse("admin:prompts_template_delete", args=[greeting.pk]), {"post": "yes"}
+    )
+
+    assert response.status_code == 302
+    assert Template.objects.filter(slug="greeting").exists() is False
+    assert TemplateVersion.objects.exists() is False

@@ -321,6 +321,18 @@ def test_delete_prompt(client_api, reviewer) -> None:
     assert client_api.delete("/prompts/code_reviewer").status_code == 404
 
 
+def test_deleting_a_components_default_prompt_is_refused(client_api, db) -> None:
+    response = client_api.delete("/prompts/ergon_default")
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "Prompt 'ergon_default' cannot be deleted: it is the default prompt of "
+        "'ergon'; make another prompt the default first",
+        "code": "prompt_in_use",
+    }
+    assert Prompt.objects.filter(slug="ergon_default").exists()
+
+
 def test_prompt_versions(client_api, reviewer) -> None:
     services.prompt_version_create(prompt=reviewer, content="draft")
 
