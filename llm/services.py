@@ -11,6 +11,7 @@ function called through sync_to_async.
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -187,6 +188,12 @@ class Prepared:
     prompt: ResolvedPrompt | None = None
 
 
+def reserved_input_tokens(request: CompletionRequest) -> int:
+    """The input tokens held for an attempt: the offline count padded by 10% (+16), so the
+    provider's own count, which settle charges, stays within what was reserved."""
+    return math.ceil(estimate_messages_tokens(request.messages, request.system) * 1.1) + 16
+
+
 @dataclass
 class _Hold:
     reservation: Reservation
@@ -211,7 +218,7 @@ class BudgetMeter:
             component=llm_request.resolved_component,
             task_type=llm_request.task_type,
             context_id=llm_request.context_id,
-            input_tokens=estimate_messages_tokens(request.messages, request.system),
+            input_tokens=reserved_input_tokens(request),
             max_tokens=request.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
             prompt_version_id=self.prepared.prompt.version_id if self.prepared.prompt else None,
             is_fallback=attempt > 0,

@@ -7,8 +7,12 @@ provider. `DATABASE_URL` and `REDIS_URL` switch to the scale-out setup.
 import os
 from pathlib import Path
 
+import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+# Lets admin classes be written typed, `admin.ModelAdmin[M]` (HOUSE_STYLE R16), at run time.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -4,6 +4,7 @@ import json
 import re
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db import OperationalError
 from django.test import TestCase, override_settings
 
@@ -318,3 +319,21 @@ class StatusTests(TestCase):
         schema = self.client.get("/openapi.json").json()
         assert "/message" in schema["paths"]
         assert "/stream" in schema["paths"]
+
+
+class QueryBudgetTests(TestCase):
+    async def test_a_message_costs_a_bounded_number_of_queries(self) -> None:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        body = json.dumps({"message": "warm up", "context_id": "ergon:q"})
+        await self.async_client.post("/message", body, content_type="application/json")
+        queries = CaptureQueriesContext(connection)
+        await sync_to_async(queries.__enter__)()  # on the thread the ORM calls run on
+        try:
+            await self.async_client.post("/message", body, content_type="application/json")
+        finally:
+            await sync_to_async(queries.__exit__)(None, None, None)
+
+        print(len(queries), [q["sql"][:100] for q in queries.captured_queries])
+        assert len(queries) <= 30
