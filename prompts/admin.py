@@ -162,6 +162,7 @@ class VersionHistoryInline(admin.TabularInline):  # type: ignore[type-arg]
 
     extra = 0
     can_delete = False
+    verbose_name_plural = "version history (read-only; edit the content above to add one)"
     show_change_link = False
     ordering = ["-version"]
 
@@ -182,6 +183,10 @@ class VersionHistoryInline(admin.TabularInline):  # type: ignore[type-arg]
 
 class TemplateVersionInline(VersionHistoryInline):
     model = TemplateVersion
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TemplateVersion]:
+        return super().get_queryset(request).select_related("template")
+
     fields = ["version", "created_at", "created_by", "change_note", "excerpt", "actions"]
     readonly_fields = fields
 

@@ -120,7 +120,7 @@ class TemplateVersion(VersionFields):
         ]
 
     def __str__(self) -> str:
-        return f"{self.template_id} v{self.version}"
+        return f"{self.template.slug} v{self.version}"
 
 
 class Personality(TimestampedModel):
@@ -192,7 +192,7 @@ class PromptVersion(VersionFields):
         ]
 
     def __str__(self) -> str:
-        return f"{self.prompt_id} v{self.version}"
+        return f"{self.prompt.slug} v{self.version}"
 
 
 class PromptActivation(AppendOnlyModel):
