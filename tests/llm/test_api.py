@@ -4,7 +4,6 @@ import json
 import re
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db import OperationalError
 from django.test import TestCase, override_settings
 
@@ -323,17 +322,26 @@ class StatusTests(TestCase):
 
 class QueryBudgetTests(TestCase):
     async def test_a_message_costs_a_bounded_number_of_queries(self) -> None:
-        from django.db import connection
-        from django.test.utils import CaptureQueriesContext
+        """Django runs each ASGI request's sync code in its own thread, so the queries are
+        counted on every connection, not only on the test thread's."""
+        from unittest import mock
+
+        from django.db.backends.utils import CursorWrapper
+
+        executed: list[str] = []
+        real_execute = CursorWrapper.execute
+
+        def counting(self: CursorWrapper, sql: str, params: Any = None) -> Any:
+            executed.append(sql)
+            return real_execute(self, sql, params)
 
         body = json.dumps({"message": "warm up", "context_id": "ergon:q"})
         await self.async_client.post("/message", body, content_type="application/json")
-        queries = CaptureQueriesContext(connection)
-        await sync_to_async(queries.__enter__)()  # on the thread the ORM calls run on
-        try:
-            await self.async_client.post("/message", body, content_type="application/json")
-        finally:
-            await sync_to_async(queries.__exit__)(None, None, None)
+        with mock.patch.object(CursorWrapper, "execute", counting):
+            response = await self.async_client.post(
+                "/message", body, content_type="application/json"
+            )
 
-        print(len(queries), [q["sql"][:100] for q in queries.captured_queries])
-        assert len(queries) <= 30
+        assert response.status_code == 200
+        # prompt (1) + history (1) + reserve (~4) + settle (~10) + store (~6) + savepoints.
+        assert 10 <= len(executed) <= 40, executed
