@@ -1,3 +1,162 @@
-from ninja import Router
+"""The context API (TEKTON_CONTRACT.md, "Contexts").
+
+A context id is any string (`ergon:default`, ids with slashes or spaces, URL-encoded by
+the client); the routes take the rest of the path, so the operations on a context
+(`/search`, `/summarize`) are declared before the bare `/contexts/{id}`.
+Reading never creates a context: an unknown id is a 404.
+"""
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Router
+
+from contexts import selectors, services
+from contexts.errors import CONTEXT_NOT_FOUND, SEARCH_QUERY_REQUIRED, ContextNotFound
+from contexts.models import Context, Message
+from contexts.schemas import (
+    ContextDeleteOut,
+    ContextGetIn,
+    ContextGetOut,
+    ContextListIn,
+    ContextListOut,
+    ErrorOut,
+    SearchBodyIn,
+    SearchOut,
+    SearchQueryIn,
+    SummarizeIn,
+    SummarizeOut,
+)
+from rhetor_site.errors import InvalidInput
 
 router = Router(tags=["contexts"])
+
+SEARCH_DEFAULT_LIMIT = 5
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _context_out(context: Context) -> dict[str, Any]:
+    metadata = dict(context.metadata or {})
+    metadata.setdefault("component", context.component)
+    return {
+        "id": context.context_id,
+        "created_at": _iso(context.created_at),
+        "updated_at": _iso(context.updated_at),
+        "active_message_count": context.active_message_count,
+        "archived_message_count": context.archived_message_count,
+        "total_messages": context.message_count,
+        "summary_count": context.summary_count,
+        "latest_summary": context.latest_summary.content if context.latest_summary else None,
+        "token_count": context.token_count,
+        "metadata": metadata,
+    }
+
+
+def _message_out(message: Message, *, include_metadata: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": message.seq,
+        "role": message.role,
+        "content": message.content,
+        "timestamp": _iso(message.created_at),
+    }
+    if include_metadata:
+        out["metadata"] = {
+            **message.metadata,
+            "tokens": message.tokens,
+            "provider": message.provider,
+            "model": message.model,
+            "archived": message.archived,
+        }
+    return out
+
+
+def _context_or_404(context_id: str) -> Context:
+    context = selectors.context_get(context_id=context_id)
+    if context is None:
+        raise ContextNotFound(CONTEXT_NOT_FOUND.format(context_id=context_id))
+    return context
+
+
+@router.get("/contexts", response={200: ContextListOut, 422: ErrorOut}, operation_id="context_list")
+def context_list(request: HttpRequest, filters: Query[ContextListIn]) -> dict[str, Any]:
+    contexts = selectors.context_list(component=filters.component)
+    count = contexts.count()
+    page = list(contexts[filters.offset : filters.offset + filters.limit])
+    end = filters.offset + len(page)
+    return {
+        "count": count,
+        "limit": filters.limit,
+        "offset": filters.offset,
+        "next_offset": end if end < count else None,
+        "contexts": [_context_out(c) for c in page],
+    }
+
+
+@router.post(
+    "/contexts/{path:context_id}/search",
+    response={200: SearchOut, 404: ErrorOut, 422: ErrorOut},
+    operation_id="context_search",
+)
+def context_search(
+    request: HttpRequest,
+    context_id: str,
+    params: Query[SearchQueryIn],
+    payload: SearchBodyIn | None = None,
+) -> dict[str, Any]:
+    query = params.query or (payload.query if payload else None) or ""
+    limit = params.limit or (payload.limit if payload else None) or SEARCH_DEFAULT_LIMIT
+    if not query.strip():
+        raise InvalidInput(SEARCH_QUERY_REQUIRED, field="query")
+    context = _context_or_404(context_id)
+    results = selectors.context_search(context=context, query=query, limit=limit)
+    return {
+        "context_id": context.context_id,
+        "query": query,
+        "count": len(results),
+        "results": [
+            {"message": _message_out(r.message, include_metadata=True), "score": r.score}
+            for r in results
+        ],
+    }
+
+
+@router.post(
+    "/contexts/{path:context_id}/summarize",
+    response={200: SummarizeOut, 404: ErrorOut, 422: ErrorOut},
+    operation_id="context_summarize",
+)
+async def context_summarize(
+    request: HttpRequest, context_id: str, params: Query[SummarizeIn]
+) -> dict[str, Any]:
+    summary = await services.acontext_summarize(context_id=context_id, max_tokens=params.max_tokens)
+    return {"context_id": context_id, "summary": summary.content}
+
+
+@router.get(
+    "/contexts/{path:context_id}",
+    response={200: ContextGetOut, 404: ErrorOut, 422: ErrorOut},
+    operation_id="context_get",
+)
+def context_get(
+    request: HttpRequest, context_id: str, params: Query[ContextGetIn]
+) -> dict[str, Any]:
+    context = _context_or_404(context_id)
+    messages = selectors.context_messages_list(context=context, limit=params.limit)
+    return {
+        "context_id": context.context_id,
+        "count": len(messages),
+        "messages": [_message_out(m, include_metadata=params.include_metadata) for m in messages],
+    }
+
+
+@router.delete(
+    "/contexts/{path:context_id}",
+    response={200: ContextDeleteOut, 404: ErrorOut},
+    operation_id="context_delete",
+)
+def context_delete(request: HttpRequest, context_id: str) -> dict[str, Any]:
+    services.context_delete(context_id=context_id)
+    return {"success": True, "context_id": context_id}
