@@ -4,8 +4,11 @@ Providers never return error dicts: every failure is a `ProviderError` subclass 
 router classifies (retryable or terminal) without looking at strings.
 """
 
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
@@ -144,6 +147,37 @@ class ProviderResponseError(ProviderError):
 
     def __init__(self, provider: str, message: str, usage: Usage | None = None) -> None:
         super().__init__(provider=provider, message=message, retryable=True, usage=usage)
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """How long an upstream asked us to wait: `retry-after-ms` (OpenAI, Anthropic) or
+    `Retry-After` in delta-seconds or as an HTTP date. None when absent or unreadable."""
+    millis = _finite(headers.get("retry-after-ms"))
+    if millis is not None:
+        return max(0.0, millis / 1000)
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(0.0, seconds)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _finite(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 # --- The interface ------------------------------------------------------------------------
