@@ -1,0 +1,332 @@
+"""Anthropic Claude through the official SDK's Messages API.
+
+One `AsyncAnthropic` per provider instance (the registry keeps one per process), created
+lazily with `max_retries=0` (llm/router.py owns retries and fallbacks) and explicit
+connect/read timeouts; every call passes its own timeout too. Streams are read event by
+event: `message_start` carries the input usage, `content_block_delta` the text,
+`message_delta` the output usage and stop reason, `message_stop` the end. A stream that
+ends without `message_stop`, or an `error` event, raises a ProviderError, never a silent end.
+
+Completions report the model Rhetor asked for (its routing and price key), not the
+snapshot name the API echoes back.
+"""
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import anyio
+import httpx2
+from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
+from django.conf import settings
+
+from llm.providers.base import (
+    Completion,
+    CompletionRequest,
+    ModelInfo,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderNotConfigured,
+    ProviderResponseError,
+    ProviderTimeout,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    retry_after_seconds,
+)
+
+PROVIDER_ID = "anthropic"
+CONTEXT_WINDOW = 200_000
+CATALOGUE = (
+    ModelInfo("claude-3-opus-20240229", "Claude 3 Opus", CONTEXT_WINDOW),
+    ModelInfo("claude-3-sonnet-20240229", "Claude 3 Sonnet", CONTEXT_WINDOW),
+    ModelInfo("claude-3-haiku-20240307", "Claude 3 Haiku", CONTEXT_WINDOW),
+    ModelInfo("claude-3-5-sonnet-20240620", "Claude 3.5 Sonnet", CONTEXT_WINDOW),
+)
+DEFAULT_MODEL = "claude-3-sonnet-20240229"
+# The Messages API requires max_tokens.
+DEFAULT_MAX_TOKENS = 4096
+
+# Errors that arrive as an `error` event inside a 200 stream carry only their type: map it
+# to the status the same error has when it comes as an HTTP response.
+ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+# What the SDK and its transport raise for network trouble and bad payloads.
+_TRANSPORT_ERRORS = (httpx2.TransportError, OSError, anyio.EndOfStream, anyio.BrokenResourceError)
+_CAUGHT = (anthropic.APIError, *_TRANSPORT_ERRORS, ValueError)
+
+# Loading the CA bundle takes ~20 ms; every client of the process shares one context.
+_ssl_context = functools.cache(httpx2.create_ssl_context)
+
+
+def anthropic_messages(request: CompletionRequest) -> tuple[str | None, list[MessageParam]]:
+    """The request in Anthropic's shape: the system prompt apart (system-role turns are
+    appended to it), and consecutive turns of the same role merged into one."""
+    system_parts = [request.system] if request.system else []
+    merged: list[tuple[str, str]] = []
+    for message in request.messages:
+        if message.role == "system":
+            system_parts.append(message.content)
+        elif merged and merged[-1][0] == message.role:
+            merged[-1] = (message.role, f"{merged[-1][1]}\n\n{message.content}")
+        else:
+            merged.append((message.role, message.content))
+    turns: list[MessageParam] = [
+        UserMessageParam(role="user", content=text)
+        if role == "user"
+        else AssistantMessageParam(role="assistant", content=text)
+        for role, text in merged
+    ]
+    return "\n\n".join(system_parts) or None, turns
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _input_tokens(usage: object) -> int | None:
+    """Input tokens of a usage object: the uncached ones plus cache writes and reads."""
+    base = _int(getattr(usage, "input_tokens", None))
+    if base is None:
+        return None
+    cached = (
+        _int(getattr(usage, "cache_creation_input_tokens", None)) or 0,
+        _int(getattr(usage, "cache_read_input_tokens", None)) or 0,
+    )
+    return base + sum(cached)
+
+
+class AnthropicProvider:
+    id = PROVIDER_ID
+    name = "Anthropic Claude"
+
+    def __init__(self) -> None:
+        self._client: anthropic.AsyncAnthropic | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    # --- Configuration and catalogue ------------------------------------------------------
+
+    def is_configured(self) -> bool:
+        return self.id in settings.RHETOR_PROVIDERS and bool(settings.ANTHROPIC_API_KEY)
+
+    async def is_available(self) -> bool:
+        return self.is_configured()
+
+    def models(self) -> list[ModelInfo]:
+        known = list(CATALOGUE)
+        ids = {m.id for m in known}
+        for model_id in settings.RHETOR_ANTHROPIC_MODELS:
+            if model_id and model_id not in ids:
+                known.append(ModelInfo(model_id, model_id, CONTEXT_WINDOW))
+                ids.add(model_id)
+        return known
+
+    def default_model(self) -> str:
+        return DEFAULT_MODEL
+
+    def knows_model(self, model: str) -> bool:
+        return any(m.id == model for m in self.models())
+
+    # --- Client ---------------------------------------------------------------------------
+
+    def _get_client(self) -> anthropic.AsyncAnthropic:
+        """The pooled client of the running event loop, created on first use."""
+        if not self.is_configured():
+            raise ProviderNotConfigured(self.id)
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            # A client is bound to the loop it first ran on; another loop (a new test, a
+            # second asyncio.run) gets its own.
+            timeout = anthropic.Timeout(
+                settings.RHETOR_PROVIDER_TIMEOUT, connect=settings.RHETOR_CONNECT_TIMEOUT
+            )
+            self._client = anthropic.AsyncAnthropic(
+                api_key=settings.ANTHROPIC_API_KEY,
+                base_url=settings.ANTHROPIC_BASE_URL or None,
+                max_retries=0,
+                timeout=timeout,
+                http_client=anthropic.DefaultAsyncHttpxClient(
+                    timeout=timeout, verify=_ssl_context()
+                ),
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        client, loop = self._client, self._client_loop
+        self._client = self._client_loop = None
+        if client is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is running and loop is not None and not loop.is_closed():
+            await client.close()
+        # A client of another (finished) loop cannot be closed from here; its sockets went
+        # with that loop.
+
+    @staticmethod
+    def _timeout(request: CompletionRequest) -> anthropic.Timeout:
+        read = request.timeout or settings.RHETOR_PROVIDER_TIMEOUT
+        return anthropic.Timeout(read, connect=min(settings.RHETOR_CONNECT_TIMEOUT, read))
+
+    def _params(self, request: CompletionRequest) -> dict[str, Any]:
+        system, messages = anthropic_messages(request)
+        params: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+            "messages": messages,
+            "timeout": self._timeout(request),
+        }
+        if system:
+            params["system"] = system
+        if request.temperature is not None:
+            # This SDK version has no typed `temperature`; the API still takes it.
+            params["extra_body"] = {"temperature": request.temperature}
+        return params
+
+    # --- Calls ----------------------------------------------------------------------------
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        client = self._get_client()
+        try:
+            message = await client.messages.create(**self._params(request), stream=False)
+        except _CAUGHT as exc:
+            raise self._error(exc, in_stream=False) from exc
+        content = getattr(message, "content", None)
+        if not isinstance(content, list):
+            raise ProviderResponseError(self.id, "the response has no content")
+        text = "".join(
+            block.text
+            for block in content
+            if getattr(block, "type", None) == "text" and isinstance(block.text, str)
+        )
+        usage = getattr(message, "usage", None)
+        input_tokens, output_tokens = (
+            _input_tokens(usage),
+            _int(getattr(usage, "output_tokens", None)),
+        )
+        if input_tokens is None or output_tokens is None:
+            raise ProviderResponseError(self.id, "the response has no usage")
+        return Completion(
+            text=text,
+            usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens),
+            model=request.model,
+            finish_reason=getattr(message, "stop_reason", None),
+        )
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        client = self._get_client()
+        try:
+            events = await client.messages.create(**self._params(request), stream=True)
+        except _CAUGHT as exc:
+            raise self._error(exc, in_stream=False) from exc
+        input_tokens: int | None = None
+        output_tokens: int | None = None
+        stop_reason: str | None = None
+        stopped = False
+
+        def partial() -> Usage | None:
+            if input_tokens is None:
+                return None
+            return Usage(input_tokens, output_tokens or 0, source="partial")
+
+        try:
+            async for event in events:
+                kind = getattr(event, "type", None)
+                if kind == "message_start":
+                    usage = getattr(getattr(event, "message", None), "usage", None)
+                    input_tokens = _input_tokens(usage)
+                    output_tokens = _int(getattr(usage, "output_tokens", None))
+                elif kind == "content_block_delta":
+                    delta = getattr(event, "delta", None)
+                    text = getattr(delta, "text", None)
+                    is_text = getattr(delta, "type", None) == "text_delta"
+                    if is_text and isinstance(text, str) and text:
+                        yield TextDelta(text)
+                elif kind == "message_delta":
+                    usage = getattr(event, "usage", None)
+                    output_tokens = _int(getattr(usage, "output_tokens", None)) or output_tokens
+                    # message_delta may restate the cumulative input (server tools).
+                    if _int(getattr(usage, "input_tokens", None)) is not None:
+                        input_tokens = _input_tokens(usage)
+                    stop_reason = getattr(getattr(event, "delta", None), "stop_reason", None)
+                elif kind == "message_stop":
+                    stopped = True
+                # Read on after message_stop, so the connection goes back to the pool.
+        except _CAUGHT as exc:
+            raise self._error(exc, in_stream=True, usage=partial()) from exc
+        finally:
+            await events.close()
+        if not stopped:
+            raise ProviderResponseError(
+                self.id, "the stream ended without message_stop", usage=partial()
+            )
+        if input_tokens is None or output_tokens is None:
+            raise ProviderResponseError(self.id, "the stream reported no usage", usage=partial())
+        yield StreamEnd(
+            usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens),
+            model=request.model,
+            finish_reason=stop_reason,
+        )
+
+    # --- Errors ---------------------------------------------------------------------------
+
+    def _error(
+        self, exc: Exception, *, in_stream: bool, usage: Usage | None = None
+    ) -> ProviderError:
+        """The typed error for what the SDK raised. `in_stream`: the response had begun,
+        so a broken connection is a cut stream rather than an unreachable upstream."""
+        error: ProviderError
+        if isinstance(exc, anthropic.APIStatusError):
+            message = exc.api_message or _body_text(exc.body) or str(exc)
+            status = exc.status_code
+            if status < 400:  # an `error` event inside a 200 stream
+                error_type = exc.type if isinstance(exc.type, str) else ""
+                status = ERROR_TYPE_STATUS.get(error_type, 500)
+            return ProviderHTTPError(
+                self.id,
+                status,
+                message,
+                retry_after=retry_after_seconds(exc.response.headers),
+                usage=usage,
+            )
+        if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)):
+            error = ProviderTimeout(self.id)
+        elif isinstance(exc, (anthropic.APIConnectionError, *_TRANSPORT_ERRORS)):
+            detail = _detail(exc)
+            if in_stream:
+                error = ProviderResponseError(self.id, f"the stream was cut: {detail}")
+            else:
+                error = ProviderConnectionError(self.id, f"cannot reach Anthropic: {detail}")
+        else:
+            error = ProviderResponseError(self.id, f"malformed response: {_detail(exc)}")
+        error.usage = usage
+        return error
+
+
+def _body_text(body: object) -> str | None:
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:500]
+    return None
+
+
+def _detail(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    return str(cause) or type(cause).__name__
