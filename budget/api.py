@@ -53,16 +53,7 @@ def budget_get(request: HttpRequest) -> dict[str, Any]:
     status = selectors.budget_status()
     out: dict[str, Any] = {"budget_enabled": status.budget_enabled}
     for p in (status.daily, status.weekly, status.monthly):
-        remaining = p.remaining_nanos
-        out[p.period] = {
-            "usage": usd(p.usage_nanos),
-            "limit": None if p.limit_nanos is None else usd(p.limit_nanos),
-            "remaining": None if remaining is None else usd(remaining),
-            "policy": p.policy,
-            "percentage": p.percentage,
-            "reserved": usd(p.reserved_nanos),
-            "window_start": p.window_start.isoformat(),
-        }
+        out[p.period] = p.as_payload()
     return out
 
 

@@ -314,6 +314,19 @@ class PeriodStatus:
             return 100.0 if self.usage_nanos else 0.0
         return round(self.usage_nanos * 100 / self.limit_nanos, 2)
 
+    def as_payload(self) -> dict[str, Any]:
+        """One period of GET /budget (money as USD strings)."""
+        remaining = self.remaining_nanos
+        return {
+            "usage": policies.usd(self.usage_nanos),
+            "limit": None if self.limit_nanos is None else policies.usd(self.limit_nanos),
+            "remaining": None if remaining is None else policies.usd(remaining),
+            "policy": self.policy,
+            "percentage": self.percentage,
+            "reserved": policies.usd(self.reserved_nanos),
+            "window_start": self.window_start.isoformat(),
+        }
+
 
 @dataclass(frozen=True)
 class BudgetStatus:

@@ -13,6 +13,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
+from budget.selectors import budget_status
 from llm.providers import all_providers
 from llm.router import REAL_PROVIDERS
 from llm.schemas import (
@@ -28,6 +29,7 @@ from llm.schemas import (
 from llm.selectors import default_choice_get, provider_availability
 from llm.services import default_model_set, llm_complete, llm_stream_open
 from llm.streaming import iso_timestamp, message_payload, sse_response
+from prompts.selectors import prompt_list, template_list
 
 router = Router(tags=["llm"])
 
@@ -160,12 +162,21 @@ ENDPOINTS = [
 ]
 
 
+def _catalogue_counts() -> dict[str, Any]:
+    return {
+        "templates": template_list().count(),
+        "prompts": prompt_list().count(),
+        "budget_today": budget_status().daily.as_payload(),
+    }
+
+
 @router.get("/", summary="Service information")
 async def root_get(request: HttpRequest) -> dict[str, Any]:
     from django.conf import settings
 
     available = await provider_availability()
     default_provider, default_model = await default_choice_get(available)
+    counts = await sync_to_async(_catalogue_counts)()
     return {
         "name": "Rhetor",
         "description": "LLM Management System for Tekton",
@@ -176,4 +187,7 @@ async def root_get(request: HttpRequest) -> dict[str, Any]:
         "real_providers_configured": any(available.get(p) for p in REAL_PROVIDERS),
         "default_provider": default_provider,
         "default_model": default_model,
+        "template_count": counts["templates"],
+        "prompt_count": counts["prompts"],
+        "budget": {"daily": counts["budget_today"]},
     }

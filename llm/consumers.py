@@ -16,7 +16,6 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from pydantic import ValidationError
 
-from budget.policies import usd
 from budget.selectors import budget_status
 from contexts.services import context_group
 from llm.errors import StreamInterrupted
@@ -191,16 +190,7 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
         }
 
     async def budget_payload(self) -> dict[str, Any]:
-        status = await abudget_status()
-        payload: dict[str, Any] = {}
-        for period in (status.daily, status.weekly, status.monthly):
-            payload[f"{period.period}_usage"] = usd(period.usage_nanos)
-            limit = period.limit_nanos
-            payload[f"{period.period}_limit"] = usd(limit) if limit is not None else None
-        payload["budget_enabled"] = any(
-            p.limit_nanos is not None for p in (status.daily, status.weekly, status.monthly)
-        )
-        return payload
+        return (await abudget_status()).as_status_payload()
 
     # --- live context updates ------------------------------------------------------------
 

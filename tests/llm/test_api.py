@@ -312,6 +312,10 @@ class StatusTests(TestCase):
         assert body["status"] == "running"
         assert "POST /message" in body["endpoints"]
         assert body["providers"]["simulated"] is True
+        assert body["prompt_count"] == 15  # every Tekton component's default prompt
+        assert body["template_count"] == 0
+        assert body["budget"]["daily"]["usage"] == "0.00"
+        assert body["budget"]["daily"]["limit"] is None
 
     def test_openapi_docs_are_served(self) -> None:
         assert self.client.get("/docs").status_code == 200
