@@ -10,6 +10,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from ninja import Query, Router
+from pydantic import ValidationError as PydanticValidationError
 
 from contexts import selectors, services
 from contexts.errors import CONTEXT_NOT_FOUND, SEARCH_QUERY_REQUIRED, ContextNotFound
@@ -73,6 +74,18 @@ def _message_out(message: Message, *, include_metadata: bool) -> dict[str, Any]:
     return out
 
 
+def _search_body(request: HttpRequest) -> SearchBodyIn | None:
+    """The optional JSON body of a search ({"query", "limit"}); the query string wins."""
+    if request.content_type != "application/json" or not request.body.strip():
+        return None
+    try:
+        return SearchBodyIn.model_validate_json(request.body)
+    except PydanticValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(p) for p in problem.get("loc", ())) or "body"
+        raise InvalidInput(f"Invalid request: {field}: {problem['msg']}", field=field) from exc
+
+
 def _context_or_404(context_id: str) -> Context:
     context = selectors.context_get(context_id=context_id)
     if context is None:
@@ -101,11 +114,9 @@ def context_list(request: HttpRequest, filters: Query[ContextListIn]) -> dict[st
     operation_id="context_search",
 )
 def context_search(
-    request: HttpRequest,
-    context_id: str,
-    params: Query[SearchQueryIn],
-    payload: SearchBodyIn | None = None,
+    request: HttpRequest, context_id: str, params: Query[SearchQueryIn]
 ) -> dict[str, Any]:
+    payload = _search_body(request)
     query = params.query or (payload.query if payload else None) or ""
     limit = params.limit or (payload.limit if payload else None) or SEARCH_DEFAULT_LIMIT
     if not query.strip():
@@ -139,6 +150,7 @@ async def context_summarize(
     "/contexts/{path:context_id}",
     response={200: ContextGetOut, 404: ErrorOut, 422: ErrorOut},
     operation_id="context_get",
+    exclude_none=True,
 )
 def context_get(
     request: HttpRequest, context_id: str, params: Query[ContextGetIn]
@@ -160,3 +172,35 @@ def context_get(
 def context_delete(request: HttpRequest, context_id: str) -> dict[str, Any]:
     services.context_delete(context_id=context_id)
     return {"success": True, "context_id": context_id}
+
+
+# A context whose id itself ends in "/search" or "/summarize" is still readable and
+# deletable: Django resolves those paths to the POST-only routes above, so the same
+# paths also answer GET and DELETE for the whole id.
+def _add_suffix_routes(suffix: str) -> None:
+    def get_whole_id(
+        request: HttpRequest, context_id: str, params: Query[ContextGetIn]
+    ) -> dict[str, Any]:
+        return context_get(request, f"{context_id}/{suffix}", params)
+
+    def delete_whole_id(request: HttpRequest, context_id: str) -> dict[str, Any]:
+        return context_delete(request, f"{context_id}/{suffix}")
+
+    path = f"/contexts/{{path:context_id}}/{suffix}"
+    router.get(
+        path,
+        response={200: ContextGetOut, 404: ErrorOut, 422: ErrorOut},
+        operation_id=f"context_get_{suffix}_suffix",
+        exclude_none=True,
+        include_in_schema=False,
+    )(get_whole_id)
+    router.delete(
+        path,
+        response={200: ContextDeleteOut, 404: ErrorOut},
+        operation_id=f"context_delete_{suffix}_suffix",
+        include_in_schema=False,
+    )(delete_whole_id)
+
+
+_add_suffix_routes("search")
+_add_suffix_routes("summarize")

@@ -16,6 +16,7 @@ Engram's HTTP API, as the original Rhetor used it:
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,7 +26,7 @@ from urllib.parse import quote
 import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -266,7 +267,11 @@ class _Mirror:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.wake = asyncio.Event()
-        self.task: asyncio.Task[None] = loop.create_task(self.run(), name="engram-mirror")
+        # A fresh context: the task must not inherit the request's thread-sensitive
+        # executor (asgiref), which is shut down when that request ends.
+        self.task: asyncio.Task[None] = loop.create_task(
+            self.run(), name="engram-mirror", context=contextvars.Context()
+        )
 
     async def run(self) -> None:
         client = EngramClient()
@@ -286,6 +291,8 @@ class _Mirror:
                     await asyncio.wait_for(self.wake.wait(), timeout=wait)
         finally:
             await client.aclose()
+            # Same context as the steps above, so the same thread: close its connection.
+            await sync_to_async(connections.close_all)()
 
 
 _mirrors: dict[asyncio.AbstractEventLoop, _Mirror] = {}
@@ -318,5 +325,4 @@ async def engram_mirror_stop() -> None:
     if mirror is None:
         return
     mirror.task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await mirror.task
+    await asyncio.wait({mirror.task}, timeout=5)

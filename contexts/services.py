@@ -2,6 +2,8 @@
 on-demand summaries, deletion and pruning. Imports live in `contexts.importing`, the
 Engram mirror in `contexts.engram`."""
 
+import asyncio
+import contextvars
 import hashlib
 import logging
 from collections import deque
@@ -322,6 +324,40 @@ async def acontext_compact(
         await acontext_summary_update(summary_pk=batch.summary_pk, generated=generated)
     await _arequest_mirror()
     return await ContextSummary.objects.aget(pk=batch.summary_pk)
+
+
+_compacting: dict[str, asyncio.Task[ContextSummary | None]] = {}
+
+
+async def _compact_logged(*, context_id: str, keep_tokens: int) -> ContextSummary | None:
+    try:
+        return await acontext_compact(context_id=context_id, keep_tokens=keep_tokens)
+    except Exception:
+        logger.exception("compaction of %r failed", context_id)
+        return None
+    finally:
+        _compacting.pop(context_id, None)
+
+
+def context_compact_soon(
+    *, context_id: str, keep_tokens: int
+) -> asyncio.Task[ContextSummary | None] | None:
+    """Run acontext_compact in the background of the running event loop (after an
+    exchange): never delays or fails the request, one at a time per context in this
+    process, errors logged. The task gets a fresh contextvars context, so it does not
+    inherit the request's thread-sensitive executor (asgiref), which dies with the
+    request. Returns the task (tests may await it), or None when one is running."""
+    running = _compacting.get(context_id)
+    if running is not None and not running.done():
+        return None
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(
+        _compact_logged(context_id=context_id, keep_tokens=keep_tokens),
+        name=f"compact:{context_id}",
+        context=contextvars.Context(),
+    )
+    _compacting[context_id] = task
+    return task
 
 
 # --- On-demand summary (POST /contexts/{id}/summarize) ----------------------------------------
