@@ -248,3 +248,41 @@ class ModelSummaryTests(TestCase):
         assert summary is not None
         assert summary.source == "extractive"
         assert summary.content.startswith(EXTRACTIVE_HEADER)
+
+
+def test_a_500_turn_conversation_stays_within_a_4000_token_window(db: None) -> None:
+    """The request path as it will use this app: load the bundle, fit the summary and the
+    history into the budget, append the exchange, compact. Nothing sent ever exceeds the
+    budget, and the early turns stay represented by the summary."""
+    from contexts.selectors import context_history_for_request
+    from contexts.summaries import SUMMARY_MAX_TOKENS
+    from contexts.windowing import fit_with_summary, history_budget, item_cost
+    from llm.tokens import count_tokens
+
+    budget = history_budget(context_window=4000, max_tokens=500, fixed_tokens=200)
+    keep = budget - item_cost(SUMMARY_MAX_TOKENS)
+    for turn in range(250):
+        bundle = context_history_for_request(context_id="ergon:long")
+        summary, kept = fit_with_summary(
+            summary=bundle.summary,
+            summary_tokens=bundle.summary_tokens,
+            items=bundle.messages,
+            budget_tokens=budget,
+        )
+        sent = sum(item_cost(m.tokens) for m in kept)
+        sent += item_cost(count_tokens(summary)) if summary else 0
+        assert sent <= budget
+        if turn > 40:
+            assert summary is not None
+            assert "Earlier:" in summary or "turn 0" in summary
+        add_turns(
+            "ergon:long",
+            [("user", f"question {turn} " + "detail " * 40), ("assistant", "answer " * 60)],
+        )
+        context_archive_overflow(context_id="ergon:long", keep_tokens=keep)
+
+    context = Context.objects.get()
+    assert context.message_count == 500
+    assert context.archived_message_count + context.active_message_count == 500
+    assert context.token_count + item_cost(0) * context.active_message_count <= keep
+    assert Message.objects.filter(archived=False).first().role == "user"  # type: ignore[union-attr]
