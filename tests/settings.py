@@ -14,3 +14,6 @@ RHETOR_SIMULATED_DELAY = 0.0
 RHETOR_TASK_CONFIG = ""
 HERMES_API_URL = ""
 ENGRAM_URL = ""
+# Transactional tests with serialized_rollback restore the seeded rows (default prompts,
+# prices); content types and permissions are recreated by the flush itself.
+TEST_NON_SERIALIZED_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]

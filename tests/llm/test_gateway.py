@@ -14,7 +14,8 @@ from budget.services import budget_limit_set
 from contexts.models import Message
 from tests.fakes import FakeUpstream
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# serialized_rollback: the seeded rows (default prompts, prices) survive other tests' flushes.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 async def post(path: str, body: dict[str, Any]) -> Any:
