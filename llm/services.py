@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,13 +27,16 @@ from django.utils import timezone
 from budget.selectors import cheaper_alternatives
 from budget.services import Reservation, abudget_reserve, abudget_settle
 from contexts.models import Message
-from contexts.selectors import acontext_history_list
+from contexts.selectors import EMPTY_HISTORY, acontext_history_for_request, acontext_window_for
 from contexts.services import (
     NewMessage,
     acontext_publish,
     component_of,
     context_append_messages,
+    context_compact_soon,
 )
+from contexts.summaries import SUMMARY_MAX_TOKENS
+from contexts.windowing import fit_with_summary, history_budget, item_cost, truncate_to_tokens
 from llm.errors import StreamInterrupted
 from llm.models import DefaultModel
 from llm.providers import all_providers, get_provider
@@ -57,14 +60,12 @@ from llm.router import (
     validate_target,
 )
 from llm.selectors import adefault_model_get
-from llm.tokens import MESSAGE_OVERHEAD, estimate_messages_tokens, estimate_tokens
+from llm.tokens import count_tokens, estimate_messages_tokens, estimate_tokens
 from prompts.selectors import ResolvedPrompt, asystem_prompt_resolve
 
 logger = logging.getLogger("llm")
 acheaper_alternatives = sync_to_async(cheaper_alternatives)
 
-# Room kept free in every model's window for formatting the tokenizer may add.
-WINDOW_SAFETY_TOKENS = 64
 DEFAULT_CONTEXT_WINDOW = 8192
 # The worst case reserved when neither the route nor the request sets max_tokens.
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
@@ -109,31 +110,20 @@ class LLMResult:
 
 @dataclass(frozen=True)
 class HistoryItem:
-    message: ChatMessage
+    role: str
+    content: str
     tokens: int
 
 
-def context_window_of(target: Target) -> int:
+def catalogue_window(target: Target) -> int:
+    """The provider catalogue's window, for a model the window table was not asked about
+    (a budget-steering alternative)."""
     provider = get_provider(target.provider)
     if provider is not None:
         for info in provider.models():
             if info.id == target.model:
                 return info.context_window
     return DEFAULT_CONTEXT_WINDOW
-
-
-def window_history(items: list[HistoryItem], *, budget: int) -> list[HistoryItem]:
-    """The most recent items whose tokens fit in `budget`, oldest first."""
-    kept: list[HistoryItem] = []
-    used = 0
-    for item in reversed(items):
-        cost = item.tokens + MESSAGE_OVERHEAD
-        if used + cost > budget:
-            break
-        kept.append(item)
-        used += cost
-    kept.reverse()
-    return kept
 
 
 def new_messages_to_store(
@@ -148,31 +138,73 @@ def new_messages_to_store(
     return sent
 
 
+@dataclass(frozen=True)
+class Window:
+    """How a request was fitted into one target's context window."""
+
+    history_budget: int
+    new_truncated_from: int | None  # the new turn's tokens when it had to be cut
+
+
 class RequestBuilder:
     """Builds the provider request for each target of a plan: the system prompt, the
-    history windowed to the target model's context window, and the new turns."""
+    summary of archived turns, the history that fits the target model's context window
+    (contexts.windowing), and the new turns — the last one truncated with a visible
+    marker if even it alone would not fit."""
 
     def __init__(
-        self, *, system: str | None, history: list[HistoryItem], new: tuple[ChatMessage, ...]
+        self,
+        *,
+        system: str | None,
+        history: list[HistoryItem],
+        new: tuple[ChatMessage, ...],
+        summary: str | None = None,
+        summary_tokens: int = 0,
+        windows: dict[Target, int] | None = None,
     ) -> None:
         self.system = system
         self.history = history
         self.new = new
-        self.fixed_tokens = (
-            estimate_tokens(system or "")
-            + sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD for m in new)
-            + WINDOW_SAFETY_TOKENS
-        )
+        self.summary = summary
+        self.summary_tokens = summary_tokens
+        self.windows = windows or {}
+        self.fitted: dict[Target, Window] = {}
+        self.system_tokens = item_cost(count_tokens(system)) if system else 0
+        self.new_tokens = [count_tokens(m.content) for m in new]
 
     def __call__(self, target: Target, plan: Plan) -> CompletionRequest:
-        window = context_window_of(target)
-        reserve_output = plan.max_tokens or min(4096, window // 4)
-        budget = window - reserve_output - self.fixed_tokens
-        kept = window_history(self.history, budget=budget) if budget > 0 else []
+        window = self.windows.get(target) or catalogue_window(target)
+        new = self.new
+        fixed = self.system_tokens + sum(item_cost(t) for t in self.new_tokens)
+        budget = history_budget(
+            context_window=window, max_tokens=plan.max_tokens, fixed_tokens=fixed
+        )
+        truncated_from = None
+        if budget == 0 and new:
+            # The new turn alone does not fit: cut it to what the window leaves for it.
+            others = fixed - item_cost(self.new_tokens[-1])
+            room = history_budget(
+                context_window=window, max_tokens=plan.max_tokens, fixed_tokens=others
+            ) - item_cost(0)
+            text, cut = truncate_to_tokens(new[-1].content, max(room, 0))
+            if cut:
+                truncated_from = self.new_tokens[-1]
+                new = (*new[:-1], ChatMessage(new[-1].role, text))
+        summary, kept = fit_with_summary(
+            summary=self.summary,
+            summary_tokens=self.summary_tokens,
+            items=self.history,
+            budget_tokens=budget,
+        )
+        self.fitted[target] = Window(history_budget=budget, new_truncated_from=truncated_from)
+        system_parts = [self.system or ""]
+        if summary:
+            system_parts.append(f"Summary of the earlier conversation:\n{summary}")
+        system = "\n\n".join(p for p in system_parts if p) or None
         return CompletionRequest(
             model=target.model,
-            messages=tuple(item.message for item in kept) + self.new,
-            system=self.system,
+            messages=tuple(ChatMessage(i.role, i.content) for i in kept) + new,  # type: ignore[arg-type]
+            system=system,
             temperature=plan.temperature,
             max_tokens=plan.max_tokens,
             timeout=settings.RHETOR_PROVIDER_TIMEOUT,
@@ -271,32 +303,42 @@ async def prepare(request: LLMRequest) -> Prepared:
         task_type=request.task_type,
         variables=request.prompt_variables,
     )
-    stored = await acontext_history_list(context_id=request.context_id) if request.store else []
-    stored_items = [
-        HistoryItem(ChatMessage(m.role, m.content), m.tokens or estimate_tokens(m.content))
-        for m in stored
-    ]
+    bundle = (
+        await acontext_history_for_request(context_id=request.context_id)
+        if request.store
+        else EMPTY_HISTORY
+    )
+    stored = [HistoryItem(m.role, m.content, m.tokens) for m in bundle.messages]
     system_parts: list[str] = [prompt.text] if prompt else []
+    summary: str | None = None
     if request.whole_conversation:
         sent = [(m.role, m.content) for m in request.messages]
         fresh = new_messages_to_store([(m.role, m.content) for m in stored], sent)
         conversation_system, turns = _split_system(request.messages)
         system_parts += conversation_system
         # The client's conversation is what is sent: all but its last turn are history.
-        history = [HistoryItem(m, estimate_tokens(m.content)) for m in turns[:-1]]
+        history = [HistoryItem(m.role, m.content, count_tokens(m.content)) for m in turns[:-1]]
         new = turns[-1:]
     else:
         fresh = [(m.role, m.content) for m in request.messages]
-        stored_system = [i.message.content for i in stored_items if i.message.role == "system"]
-        system_parts += stored_system
-        history = [i for i in stored_items if i.message.role != "system"]
+        system_parts += [i.content for i in stored if i.role == "system"]
+        history = [i for i in stored if i.role != "system"]
         new_system, new = _split_system(request.messages)
         system_parts += new_system
-    to_store = [
-        NewMessage(role, content, tokens=estimate_tokens(content)) for role, content in fresh
-    ]
+        summary = bundle.summary
+    to_store = [NewMessage(role, content, tokens=count_tokens(content)) for role, content in fresh]
     system = "\n\n".join(part for part in system_parts if part) or None
-    builder = RequestBuilder(system=system, history=history, new=new)
+    windows = {
+        t: await acontext_window_for(provider=t.provider, model=t.model) for t in plan.targets
+    }
+    builder = RequestBuilder(
+        system=system,
+        history=history,
+        new=new,
+        summary=summary,
+        summary_tokens=bundle.summary_tokens,
+        windows=windows,
+    )
     return Prepared(request=request, plan=plan, builder=builder, to_store=to_store, prompt=prompt)
 
 
@@ -306,13 +348,17 @@ def _store_exchange(
     if not prepared.request.store:
         return []
     messages = list(prepared.to_store)
+    fitted = prepared.builder.fitted.get(target)
+    if fitted and fitted.new_truncated_from is not None and messages:
+        last = messages[-1]
+        flagged = {**last.metadata, "truncated": True, "original_tokens": fitted.new_truncated_from}
+        messages[-1] = replace(last, metadata=flagged)
     if reply or status == "ok":
         metadata: dict[str, Any] = {}
         if status != "ok":
             metadata = {"partial": True, "status": status, "error": error}
-        output_tokens = (
-            usage.output_tokens if usage and usage.output_tokens else estimate_tokens(reply)
-        )
+        reported = bool(usage and usage.output_tokens and status == "ok")
+        output_tokens = usage.output_tokens if usage and reported else count_tokens(reply)
         messages.append(
             NewMessage(
                 "assistant",
@@ -321,6 +367,7 @@ def _store_exchange(
                 provider=target.provider,
                 model=target.model,
                 metadata=metadata,
+                token_source="provider" if reported else "estimate",
             )
         )
     return context_append_messages(
@@ -394,6 +441,16 @@ class LLMStream:
             return None
         return await meter.settle(self.opened.hold, usage=usage, status=status, error=error)
 
+    def _compact_later(self) -> None:
+        """Archive and summarise what no longer fits the answering model's window, in the
+        background (never delaying or failing this request)."""
+        fitted = self.prepared.builder.fitted.get(self.opened.target)
+        if not self.prepared.request.store or fitted is None:
+            return
+        keep = fitted.history_budget - item_cost(SUMMARY_MAX_TOKENS)
+        if keep > 0:
+            context_compact_soon(context_id=self.context_id, keep_tokens=keep)
+
     async def chunks(self) -> AsyncIterator[str]:
         parts: list[str] = []
         end: StreamEnd | None = None
@@ -436,6 +493,7 @@ class LLMStream:
                 )
             )
             await acontext_publish(context_id=self.context_id, messages=stored)
+            self._compact_later()
             if end is not None:
                 self.result = LLMResult(
                     text=reply,

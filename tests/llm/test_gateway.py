@@ -277,3 +277,40 @@ async def test_upstream_is_reached_over_real_http(fake_upstream: FakeUpstream) -
             json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
         )
     assert response.json()["choices"][0]["message"]["content"] == "plain"
+
+
+async def test_a_500_turn_conversation_fits_a_4000_token_model_and_keeps_a_summary(
+    anthropic_provider: Any, fake_upstream: FakeUpstream
+) -> None:
+    import asyncio
+
+    from contexts.models import ModelContextWindow
+    from contexts.selectors import context_window_clear_cache
+    from llm.tokens import count_tokens
+
+    await ModelContextWindow.objects.filter(model="claude-3-haiku-20240307").aupdate(
+        context_window=4000
+    )
+    context_window_clear_cache()
+    fake_upstream.reply("Noted, thank you for the detail about that topic.")
+    filler = "the quick brown fox jumps over the lazy dog near the river bank " * 3
+
+    for turn in range(500):
+        response = await post(
+            "/message",
+            {"message": f"Turn {turn}: {filler}", "context_id": "ergon:long", "task_type": "chat"},
+        )
+        assert response.status_code == 200, response.content
+        await asyncio.sleep(0)  # let the background compaction run between turns
+
+    chats = [r for r in fake_upstream.requests_to("anthropic") if "Turn" in str(r.json)]
+    for request in chats:
+        sent = request.json
+        tokens = count_tokens(sent.get("system", "")) + sum(
+            count_tokens(m["content"]) + 4 for m in sent["messages"]
+        )
+        assert tokens + sent["max_tokens"] <= 4000
+    last = chats[-1].json
+    assert "Summary of the earlier conversation" in last["system"]
+    assert last["messages"][-1]["content"].startswith("Turn 499:")
+    assert await Message.objects.filter(context__context_id="ergon:long", archived=True).aexists()
