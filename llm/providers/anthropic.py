@@ -11,7 +11,6 @@ Completions report the model Rhetor asked for (its routing and price key), not t
 snapshot name the API echoes back.
 """
 
-import asyncio
 import functools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +24,7 @@ from django.conf import settings
 from llm.providers.base import (
     Completion,
     CompletionRequest,
+    LoopBoundClient,
     ModelInfo,
     ProviderConnectionError,
     ProviderError,
@@ -116,8 +116,7 @@ class AnthropicProvider:
     name = "Anthropic Claude"
 
     def __init__(self) -> None:
-        self._client: anthropic.AsyncAnthropic | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._clients = LoopBoundClient(self._build_client, lambda c: c.close())
 
     # --- Configuration and catalogue ------------------------------------------------------
 
@@ -148,38 +147,24 @@ class AnthropicProvider:
         """The pooled client of the running event loop, created on first use."""
         if not self.is_configured():
             raise ProviderNotConfigured(self.id)
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            # A client is bound to the loop it first ran on; another loop (a new test, a
-            # second asyncio.run) gets its own.
-            timeout = anthropic.Timeout(
-                settings.RHETOR_PROVIDER_TIMEOUT, connect=settings.RHETOR_CONNECT_TIMEOUT
-            )
-            self._client = anthropic.AsyncAnthropic(
-                api_key=settings.ANTHROPIC_API_KEY,
-                base_url=settings.ANTHROPIC_BASE_URL or None,
-                max_retries=0,
-                timeout=timeout,
-                http_client=anthropic.DefaultAsyncHttpxClient(
-                    timeout=timeout, verify=_ssl_context()
-                ),
-            )
-            self._client_loop = loop
-        return self._client
+        return self._clients.get()
+
+    def _build_client(self) -> anthropic.AsyncAnthropic:
+        # A client is bound to the loop it first ran on; another loop (a new test, a
+        # second asyncio.run) gets its own.
+        timeout = anthropic.Timeout(
+            settings.RHETOR_PROVIDER_TIMEOUT, connect=settings.RHETOR_CONNECT_TIMEOUT
+        )
+        return anthropic.AsyncAnthropic(
+            api_key=settings.ANTHROPIC_API_KEY,
+            base_url=settings.ANTHROPIC_BASE_URL or None,
+            max_retries=0,
+            timeout=timeout,
+            http_client=anthropic.DefaultAsyncHttpxClient(timeout=timeout, verify=_ssl_context()),
+        )
 
     async def aclose(self) -> None:
-        client, loop = self._client, self._client_loop
-        self._client = self._client_loop = None
-        if client is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is running and loop is not None and not loop.is_closed():
-            await client.close()
-        # A client of another (finished) loop cannot be closed from here; its sockets went
-        # with that loop.
+        await self._clients.aclose()
 
     @staticmethod
     def _timeout(request: CompletionRequest) -> anthropic.Timeout:

@@ -4,12 +4,13 @@ Providers never return error dicts: every failure is a `ProviderError` subclass 
 router classifies (retryable or terminal) without looking at strings.
 """
 
+import asyncio
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
 
@@ -216,3 +217,41 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Close pooled connections (tests, shutdown)."""
         ...
+
+
+# --- One pooled client per event loop -------------------------------------------------------
+
+C = TypeVar("C")
+
+
+class LoopBoundClient(Generic[C]):
+    """Holds a provider's pooled SDK/HTTP client. A client is bound to the event loop it
+    first ran on, so another loop (a new test, a second asyncio.run) gets its own; in a
+    server process there is one loop and so one client, reused by every request."""
+
+    def __init__(self, build: Callable[[], C], close: Callable[[C], Awaitable[None]]) -> None:
+        self._build = build
+        self._close = close
+        self._client: C | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> C:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = self._build()
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        client, loop = self._client, self._loop
+        self._client = self._loop = None
+        if client is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is running and loop is not None and not loop.is_closed():
+            await self._close(client)
+        # A client of another (finished) loop cannot be closed from here; its sockets went
+        # with that loop.

@@ -23,6 +23,7 @@ from django.conf import settings
 from llm.providers.base import (
     Completion,
     CompletionRequest,
+    LoopBoundClient,
     ModelInfo,
     ProviderConnectionError,
     ProviderError,
@@ -85,8 +86,7 @@ class OllamaProvider:
     probe_ttl_down = 5.0
 
     def __init__(self) -> None:
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._clients = LoopBoundClient(self._build_client, lambda c: c.aclose())
         self._available = False
         self._checked_until = 0.0  # time.monotonic() until which _available holds
         self._installed: tuple[str, ...] | None = None  # from the last successful probe
@@ -160,35 +160,22 @@ class OllamaProvider:
         """The pooled client of the running event loop, created on first use."""
         if not self.is_configured():
             raise ProviderNotConfigured(self.id)
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            # A client is bound to the loop it first ran on; another loop (a new test, a
-            # second asyncio.run) gets its own.
-            self._client = httpx.AsyncClient(
-                base_url=settings.OLLAMA_BASE_URL,
-                timeout=httpx.Timeout(
-                    settings.RHETOR_PROVIDER_TIMEOUT, connect=settings.RHETOR_CONNECT_TIMEOUT
-                ),
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-                verify=_ssl_context(),
-            )
-            self._client_loop = loop
-        return self._client
+        return self._clients.get()
+
+    def _build_client(self) -> httpx.AsyncClient:
+        # A client is bound to the loop it first ran on; another loop (a new test, a
+        # second asyncio.run) gets its own.
+        return httpx.AsyncClient(
+            base_url=settings.OLLAMA_BASE_URL,
+            timeout=httpx.Timeout(
+                settings.RHETOR_PROVIDER_TIMEOUT, connect=settings.RHETOR_CONNECT_TIMEOUT
+            ),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            verify=_ssl_context(),
+        )
 
     async def aclose(self) -> None:
-        client, loop = self._client, self._client_loop
-        self._client = self._client_loop = None
-        self._probe_task = None
-        if client is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is running and loop is not None and not loop.is_closed():
-            await client.aclose()
-        # A client of another (finished) loop cannot be closed from here; its sockets went
-        # with that loop.
+        await self._clients.aclose()
 
     @staticmethod
     def _timeout(request: CompletionRequest) -> httpx.Timeout:

@@ -12,7 +12,6 @@ Completions report the model Rhetor asked for (its routing and price key), not t
 snapshot name the API echoes back.
 """
 
-import asyncio
 import functools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +25,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from llm.providers.base import (
     Completion,
     CompletionRequest,
+    LoopBoundClient,
     ModelInfo,
     ProviderConnectionError,
     ProviderError,
@@ -97,8 +97,7 @@ class OpenAIProvider:
     name = "OpenAI"
 
     def __init__(self) -> None:
-        self._client: openai.AsyncOpenAI | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._clients = LoopBoundClient(self._build_client, lambda c: c.close())
 
     # --- Configuration and catalogue ------------------------------------------------------
 
@@ -129,36 +128,24 @@ class OpenAIProvider:
         """The pooled client of the running event loop, created on first use."""
         if not self.is_configured():
             raise ProviderNotConfigured(self.id)
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            # A client is bound to the loop it first ran on; another loop (a new test, a
-            # second asyncio.run) gets its own.
-            timeout = openai.Timeout(
-                settings.RHETOR_PROVIDER_TIMEOUT, connect=settings.RHETOR_CONNECT_TIMEOUT
-            )
-            self._client = openai.AsyncOpenAI(
-                api_key=settings.OPENAI_API_KEY,
-                base_url=settings.OPENAI_BASE_URL or None,
-                max_retries=0,
-                timeout=timeout,
-                http_client=openai.DefaultAsyncHttpxClient(timeout=timeout, verify=_ssl_context()),
-            )
-            self._client_loop = loop
-        return self._client
+        return self._clients.get()
+
+    def _build_client(self) -> openai.AsyncOpenAI:
+        # A client is bound to the loop it first ran on; another loop (a new test, a
+        # second asyncio.run) gets its own.
+        timeout = openai.Timeout(
+            settings.RHETOR_PROVIDER_TIMEOUT, connect=settings.RHETOR_CONNECT_TIMEOUT
+        )
+        return openai.AsyncOpenAI(
+            api_key=settings.OPENAI_API_KEY,
+            base_url=settings.OPENAI_BASE_URL or None,
+            max_retries=0,
+            timeout=timeout,
+            http_client=openai.DefaultAsyncHttpxClient(timeout=timeout, verify=_ssl_context()),
+        )
 
     async def aclose(self) -> None:
-        client, loop = self._client, self._client_loop
-        self._client = self._client_loop = None
-        if client is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is running and loop is not None and not loop.is_closed():
-            await client.close()
-        # A client of another (finished) loop cannot be closed from here; its sockets went
-        # with that loop.
+        await self._clients.aclose()
 
     @staticmethod
     def _timeout(request: CompletionRequest) -> openai.Timeout:
