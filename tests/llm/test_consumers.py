@@ -9,6 +9,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.test import TestCase, override_settings
 
+from budget.models import UsageRecord
 from contexts.models import Message
 from rhetor_site.routing import websocket_urlpatterns
 
@@ -243,6 +244,9 @@ class ControlFrameTests(ConsumerTestCase):
         reply = await Message.objects.aget(context__context_id="cut", role="assistant")
         assert reply.metadata["partial"] is True
         assert reply.metadata["status"] == "cancelled"
+        record = await UsageRecord.objects.aget(context_id="cut")
+        assert (record.status, record.source) == ("cancelled", "partial")
+        assert record.output_tokens > 0
 
 
 class SubscriptionTests(ConsumerTestCase):

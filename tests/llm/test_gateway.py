@@ -314,3 +314,29 @@ async def test_a_500_turn_conversation_fits_a_4000_token_model_and_keeps_a_summa
     assert "Summary of the earlier conversation" in last["system"]
     assert last["messages"][-1]["content"].startswith("Turn 499:")
     assert await Message.objects.filter(context__context_id="ergon:long", archived=True).aexists()
+
+
+async def test_a_message_larger_than_the_window_is_truncated_visibly_and_flagged(
+    anthropic_provider: Any, fake_upstream: FakeUpstream
+) -> None:
+    from contexts.models import ModelContextWindow
+    from contexts.selectors import context_window_clear_cache
+    from llm.tokens import count_tokens
+
+    await ModelContextWindow.objects.filter(model="claude-3-haiku-20240307").aupdate(
+        context_window=3000
+    )
+    context_window_clear_cache()
+    huge = "word " * 5000
+
+    response = await post("/message", {"message": huge, "context_id": "big", "task_type": "chat"})
+
+    assert response.status_code == 200
+    sent = fake_upstream.last_request("anthropic").json
+    text = sent["messages"][-1]["content"]
+    assert "truncated" in text
+    assert count_tokens(text) + sent["max_tokens"] < 3000
+    stored = await Message.objects.aget(context__context_id="big", role="user")
+    assert stored.content == huge  # nothing is lost: the context keeps the whole message
+    assert stored.metadata["truncated"] is True
+    assert stored.metadata["original_tokens"] >= 5000
