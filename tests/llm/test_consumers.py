@@ -7,7 +7,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.test import TestCase, override_settings
+from django.test import TransactionTestCase, override_settings
 
 from budget.models import UsageRecord
 from contexts.models import Message
@@ -16,7 +16,13 @@ from rhetor_site.routing import websocket_urlpatterns
 FRAME_KEYS = {"type", "source", "target", "timestamp", "payload"}
 
 
-class ConsumerTestCase(TestCase):
+class ConsumerTestCase(TransactionTestCase):
+    """Transactional, as channels' own consumer tests are: the consumer's database work runs
+    on threads and connections of its own, which a TestCase's wrapping transaction would
+    not let it open (PostgreSQL). serialized_rollback keeps the seeded prompts and prices."""
+
+    serialized_rollback = True
+
     async def asyncSetUp(self) -> None:
         await super().asyncSetUp()
         layer = get_channel_layer()
