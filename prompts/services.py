@@ -121,6 +121,38 @@ def template_create(
     return template
 
 
+def _version_fill_and_save(
+    row: TemplateVersion | PromptVersion,
+    *,
+    versions: models.QuerySet[Any],
+    content: str,
+    metadata: dict[str, Any] | None,
+    variables: object,
+    engine: str | None,
+    created_by: str,
+    change_note: str,
+    version: int | None,
+    created_at: datetime | None,
+) -> None:
+    """The one way a template or prompt version is made: the next number, the engine and
+    variable declarations carried from the previous version, validated, then inserted."""
+    previous = versions.order_by("-version").first()
+    row.engine = engine or (previous.engine if previous else Engine.SIMPLE)
+    row.version = version or _next_version(versions)
+    row.content = content
+    row.variables = normalize_variables(
+        content=content,
+        engine=row.engine,
+        declared=_carry_declarations(previous, variables, content=content, engine=row.engine),
+    )
+    row.metadata = metadata or {}
+    row.created_by = created_by
+    row.change_note = change_note
+    row.created_at = created_at or timezone.now()
+    _clean(row)
+    row.save()
+
+
 @transaction.atomic
 def template_version_create(
     *,
@@ -137,25 +169,19 @@ def template_version_create(
     """Add a version. Engine and variable declarations default to the previous version's.
     `version` / `created_at` are for imports that preserve history."""
     Template.objects.select_for_update().filter(pk=template.pk).exists()
-    previous = template.versions.order_by("-version").first()
-    engine = engine or (previous.engine if previous else Engine.SIMPLE)
-    row = TemplateVersion(
-        template=template,
-        version=version or _next_version(template.versions.all()),
+    row = TemplateVersion(template=template)
+    _version_fill_and_save(
+        row,
+        versions=template.versions.all(),
         content=content,
+        metadata=metadata,
+        variables=variables,
         engine=engine,
-        variables=normalize_variables(
-            content=content,
-            engine=engine,
-            declared=_carry_declarations(previous, variables, content=content, engine=engine),
-        ),
-        metadata=metadata or {},
         created_by=created_by,
         change_note=change_note,
-        created_at=created_at or timezone.now(),
+        version=version,
+        created_at=created_at,
     )
-    _clean(row)
-    row.save()
     Template.objects.filter(pk=template.pk).update(updated_at=timezone.now())
     return row
 
@@ -298,25 +324,19 @@ def prompt_version_create(
     """Add a version; it becomes active only with `activate=True` (the API's PUT does;
     the admin lets the operator look at the diff first)."""
     Prompt.objects.select_for_update().filter(pk=prompt.pk).exists()
-    previous = prompt.versions.order_by("-version").first()
-    engine = engine or (previous.engine if previous else Engine.SIMPLE)
-    row = PromptVersion(
-        prompt=prompt,
-        version=version or _next_version(prompt.versions.all()),
+    row = PromptVersion(prompt=prompt)
+    _version_fill_and_save(
+        row,
+        versions=prompt.versions.all(),
         content=content,
+        metadata=metadata,
+        variables=variables,
         engine=engine,
-        variables=normalize_variables(
-            content=content,
-            engine=engine,
-            declared=_carry_declarations(previous, variables, content=content, engine=engine),
-        ),
-        metadata=metadata or {},
         created_by=created_by,
         change_note=change_note,
-        created_at=created_at or timezone.now(),
+        version=version,
+        created_at=created_at,
     )
-    _clean(row)
-    row.save()
     if activate:
         prompt_version_activate(
             prompt=prompt, version=row, activated_by=created_by, note=change_note
