@@ -340,3 +340,32 @@ async def test_a_message_larger_than_the_window_is_truncated_visibly_and_flagged
     assert stored.content == huge  # nothing is lost: the context keeps the whole message
     assert stored.metadata["truncated"] is True
     assert stored.metadata["original_tokens"] >= 5000
+
+
+async def test_64_concurrent_requests_never_overspend_an_enforced_limit(
+    anthropic_provider: Any, fake_upstream: FakeUpstream
+) -> None:
+    import asyncio
+
+    from budget.models import BudgetReservation
+
+    # Haiku's worst case for max_tokens=100 is about (input + 100) tokens at 250 / 1250
+    # nano-USD: the limit affords about ten. The fake counts the prompt's words as input.
+    fake_upstream.reply("ok", output_tokens=100, delay=0.01)
+    await sync_to_async(budget_limit_set)(
+        period="daily", limit_nanos=2_000_000, enforcement="enforce"
+    )
+    body = {"message": "Hi", "task_type": "chat", "options": {"max_tokens": 100}}
+
+    responses = await asyncio.gather(*(post("/message", body) for _ in range(64)))
+
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 402}
+    served = statuses.count(200)
+    ledger = await records()
+    ok = [r for r in ledger if r.status == "ok"]
+    assert 1 <= served < 64
+    assert len(ok) == served
+    assert sum(r.cost_nanos for r in ledger) <= 2_000_000
+    assert all(r.cost_nanos == r.input_tokens * 250 + 100 * 1250 for r in ok)
+    assert await BudgetReservation.objects.filter(state="held").aexists() is False
