@@ -1,3 +1,5 @@
+import os
+
 from rhetor_site.settings import *
 
 SECRET_KEY = "test-only"
@@ -17,3 +19,7 @@ ENGRAM_URL = ""
 # Transactional tests with serialized_rollback restore the seeded rows (default prompts,
 # prices); content types and permissions are recreated by the flush itself.
 TEST_NON_SERIALIZED_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]
+# Several test runs on one PostgreSQL server (parallel checkouts, helpers) each need their
+# own test database: RHETOR_TEST_DB_NAME names it (default Django's "test_<name>").
+if os.environ.get("RHETOR_TEST_DB_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["RHETOR_TEST_DB_NAME"]}

@@ -115,7 +115,7 @@ def test_concurrent_requests_settling_below_worst_case_stay_within_limit(file_sq
 # --- PostgreSQL, two server processes ---------------------------------------------------------
 
 PG_ADMIN_URL = os.environ.get("RHETOR_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/test")
-RACE_DB = "rhetor_budget_race"
+RACE_DB = os.environ.get("RHETOR_TEST_DB_NAME", "rhetor") + "_budget_race"
 
 
 def _pg_conninfo(url: str) -> str:
