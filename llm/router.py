@@ -8,6 +8,7 @@ and only here (the SDK clients are created with max_retries=0).
 """
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -56,6 +57,9 @@ class Route:
     temperature: float | None = None
     max_tokens: int | None = None
     fallbacks: tuple[Target, ...] = ()
+    # May max_tokens be lowered to what an enforced budget still affords, rather than
+    # steering to a cheaper model or refusing? (`options.lower_max_tokens` in the config.)
+    lower_max_tokens: bool = False
 
 
 def _route(name: str, provider: str, model: str, temp: float, max_tokens: int, fb: str) -> Route:
@@ -93,6 +97,9 @@ def _parse_route(name: str, spec: Any) -> Route:
         raise ImproperlyConfigured(f"{where}: options.temperature must be a number")
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         raise ImproperlyConfigured(f"{where}: options.max_tokens must be a positive integer")
+    lower_max_tokens = options.get("lower_max_tokens", False)
+    if not isinstance(lower_max_tokens, bool):
+        raise ImproperlyConfigured(f"{where}: options.lower_max_tokens must be true or false")
     fallbacks: list[Target] = []
     if options.get("fallback_provider") and options.get("fallback_model"):
         fallbacks.append(Target(options["fallback_provider"], options["fallback_model"]))
@@ -107,6 +114,7 @@ def _parse_route(name: str, spec: Any) -> Route:
         temperature=float(temperature) if temperature is not None else None,
         max_tokens=max_tokens,
         fallbacks=tuple(fallbacks),
+        lower_max_tokens=lower_max_tokens,
     )
 
 
@@ -306,7 +314,12 @@ class Metering(Protocol):
     settle to the actual usage after it. `reserve` raises BudgetExceeded when a limit
     cannot hold the attempt; `alternatives` names cheaper models to steer to then."""
 
-    async def reserve(self, *, target: Target, request: CompletionRequest, attempt: int) -> Any: ...
+    async def reserve(
+        self, *, target: Target, request: CompletionRequest, attempt: int, lower_max_tokens: bool
+    ) -> Any: ...
+
+    def granted_max_tokens(self, hold: Any) -> int | None:
+        """max_tokens as lowered by the reservation to fit the budget, or None."""
 
     async def settle(
         self, hold: Any, *, usage: Usage | None, status: str, error: str = ""
@@ -318,7 +331,12 @@ class Metering(Protocol):
 class NoMetering:
     """For calls that are not metered (unit tests of the router)."""
 
-    async def reserve(self, *, target: Target, request: CompletionRequest, attempt: int) -> Any:
+    async def reserve(
+        self, *, target: Target, request: CompletionRequest, attempt: int, lower_max_tokens: bool
+    ) -> Any:
+        return None
+
+    def granted_max_tokens(self, hold: Any) -> int | None:
         return None
 
     async def settle(
@@ -393,7 +411,12 @@ async def open_stream(
             continue
         request = build_request(target, plan)
         try:
-            hold = await meter.reserve(target=target, request=request, attempt=len(attempts))
+            hold = await meter.reserve(
+                target=target,
+                request=request,
+                attempt=len(attempts),
+                lower_max_tokens=plan.route.lower_max_tokens,
+            )
         except BudgetExceeded as exc:
             attempts.append(Attempt(target, "over_budget", exc.message))
             exceeded = exceeded or exc
@@ -402,6 +425,9 @@ async def open_stream(
             if cheaper:
                 warnings.append(f"{exc.message}; trying cheaper models instead of {target}")
             continue
+        granted = meter.granted_max_tokens(hold)
+        if granted is not None:
+            request = dataclasses.replace(request, max_tokens=granted)
         stream = provider.stream(request)
         try:
             first = await anext(aiter(stream))

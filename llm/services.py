@@ -240,7 +240,9 @@ class BudgetMeter:
         self.prepared = prepared
         self.request_id = uuid.uuid4()
 
-    async def reserve(self, *, target: Target, request: CompletionRequest, attempt: int) -> _Hold:
+    async def reserve(
+        self, *, target: Target, request: CompletionRequest, attempt: int, lower_max_tokens: bool
+    ) -> _Hold:
         llm_request = self.prepared.request
         reservation = await abudget_reserve(
             request_id=self.request_id,
@@ -254,8 +256,12 @@ class BudgetMeter:
             max_tokens=request.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
             prompt_version_id=self.prepared.prompt.version_id if self.prepared.prompt else None,
             is_fallback=attempt > 0,
+            allow_lower_max_tokens=lower_max_tokens,
         )
         return _Hold(reservation, time.monotonic())
+
+    def granted_max_tokens(self, hold: _Hold) -> int | None:
+        return hold.reservation.max_tokens_allowed
 
     async def settle(
         self, hold: _Hold, *, usage: Usage | None, status: str, error: str = ""

@@ -369,3 +369,54 @@ async def test_64_concurrent_requests_never_overspend_an_enforced_limit(
     assert sum(r.cost_nanos for r in ledger) <= 2_000_000
     assert all(r.cost_nanos == r.input_tokens * 250 + 100 * 1250 for r in ok)
     assert await BudgetReservation.objects.filter(state="held").aexists() is False
+
+
+async def test_a_route_that_permits_it_lowers_max_tokens_to_fit_the_budget_and_says_so(
+    anthropic_provider: Any, fake_upstream: FakeUpstream, settings: Any, tmp_path: Any
+) -> None:
+    config = tmp_path / "tasks.json"
+    config.write_text(
+        json.dumps(
+            {
+                "code": {
+                    "provider": "anthropic",
+                    "model": "claude-3-opus-20240229",
+                    "options": {"max_tokens": 4000, "lower_max_tokens": True},
+                }
+            }
+        )
+    )
+    settings.RHETOR_TASK_CONFIG = str(config)
+    # $0.10 cannot hold opus's worst case (4000 output tokens at $75/M = $0.30), but it
+    # affords about 1300 output tokens after the prompt.
+    await sync_to_async(budget_limit_set)(
+        period="daily", limit_nanos=100_000_000, enforcement="enforce"
+    )
+    fake_upstream.reply("Short answer", input_tokens=10, output_tokens=3)
+
+    response = await post("/message", {"message": "Hi", "task_type": "code"})
+
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["model"] == "claude-3-opus-20240229"  # lowered, not steered elsewhere
+    sent = fake_upstream.last_request("anthropic").json["max_tokens"]
+    assert 0 < sent < 4000
+    assert any("max_tokens" in w and str(sent) in w for w in body["budget_warnings"])
+    (record,) = await records()
+    assert record.cost_nanos <= 100_000_000
+
+
+async def test_without_the_routes_permission_max_tokens_is_never_lowered(
+    anthropic_provider: Any, fake_upstream: FakeUpstream
+) -> None:
+    await sync_to_async(budget_limit_set)(
+        period="daily", limit_nanos=100_000_000, enforcement="enforce"
+    )
+    fake_upstream.reply("Cheap answer", input_tokens=10, output_tokens=2)
+
+    response = await post("/message", {"message": "Hi", "task_type": "code"})
+
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["model"] != "claude-3-opus-20240229"  # steered to a cheaper model instead
+    assert fake_upstream.last_request("anthropic").json["max_tokens"] == 4000
