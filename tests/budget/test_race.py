@@ -22,6 +22,7 @@ from budget.errors import BudgetExceeded
 from budget.models import BudgetReservation, SpendCounter, UsageRecord
 from budget.policies import nanos_from_usd
 from llm.providers.base import Usage
+from tests.conftest import pg_conninfo
 
 REPO = Path(__file__).resolve().parents[2]
 PER_REQUEST = 1000 * 250 + 1000 * 1250  # haiku, 1000 in + 1000 out: 1_500_000 nanos
@@ -114,31 +115,6 @@ def test_concurrent_requests_settling_below_worst_case_stay_within_limit(file_sq
 
 # --- PostgreSQL, two server processes ---------------------------------------------------------
 
-PG_ADMIN_URL = os.environ.get("RHETOR_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/test")
-RACE_DB = os.environ.get("RHETOR_TEST_DB_NAME", "rhetor") + "_budget_race"
-
-
-def _pg_conninfo(url: str) -> str:
-    from urllib.parse import urlparse
-
-    u = urlparse(url)
-    parts = [f"host={u.hostname or '127.0.0.1'}", f"port={u.port or 5432}"]
-    parts.append(f"user={u.username or 'postgres'}")
-    if u.password:
-        parts.append(f"password={u.password}")
-    parts.append(f"dbname={(u.path or '/postgres').lstrip('/') or 'postgres'}")
-    return " ".join(parts)
-
-
-def _pg_available() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(_pg_conninfo(PG_ADMIN_URL), connect_timeout=2):
-            return None
-    except Exception as exc:
-        return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}"
-
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
     done = subprocess.run(
@@ -149,77 +125,66 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
 
 
 @pytest.mark.integration
-def test_two_processes_never_overspend_on_postgresql():
-    reason = _pg_available()
-    if reason:
-        pytest.skip(reason)
+def test_two_processes_never_overspend_on_postgresql(scratch_pg_database: str) -> None:
     import psycopg
 
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    race_url = f"{base}/{RACE_DB}"
-    with psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{RACE_DB}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{RACE_DB}"')
-    try:
-        env = {**os.environ, "DATABASE_URL": race_url, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-        env.update(
-            RHETOR_BUDGET_DAILY_LIMIT="",
-            RHETOR_BUDGET_WEEKLY_LIMIT="",
-            RHETOR_BUDGET_MONTHLY_LIMIT="",
-            RHETOR_TIMEZONE="UTC",
+    race_url = scratch_pg_database
+    env = {**os.environ, "DATABASE_URL": race_url, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    env.update(
+        RHETOR_BUDGET_DAILY_LIMIT="",
+        RHETOR_BUDGET_WEEKLY_LIMIT="",
+        RHETOR_BUDGET_MONTHLY_LIMIT="",
+        RHETOR_TIMEZONE="UTC",
+    )
+    py = sys.executable
+    # --skip-checks: this proof is about the budget, not about URL checks of other apps.
+    _run([py, "manage.py", "migrate", "--no-input", "-v", "0", "--skip-checks"], env)
+    _run(
+        [
+            py,
+            "-c",
+            "import django; django.setup(); from budget import services; "
+            f"services.budget_limit_set(period='daily', limit_nanos={nanos_from_usd(LIMIT)},"
+            " enforcement='enforce')",
+        ],
+        env,
+    )
+    start_at = time.time() + 4.0
+    worker = [py, "-m", "tests.budget.race_worker", "--threads", "32"]
+    procs = [
+        subprocess.Popen(
+            [*worker, "--start-at", str(start_at)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        py = sys.executable
-        # --skip-checks: this proof is about the budget, not about URL checks of other apps.
-        _run([py, "manage.py", "migrate", "--no-input", "-v", "0", "--skip-checks"], env)
-        _run(
-            [
-                py,
-                "-c",
-                "import django; django.setup(); from budget import services; "
-                f"services.budget_limit_set(period='daily', limit_nanos={nanos_from_usd(LIMIT)},"
-                " enforcement='enforce')",
-            ],
-            env,
-        )
-        start_at = time.time() + 4.0
-        worker = [py, "-m", "tests.budget.race_worker", "--threads", "32"]
-        procs = [
-            subprocess.Popen(
-                [*worker, "--start-at", str(start_at)],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
-        results = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, err[-3000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
+        for _ in range(2)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
 
-        assert [r["errors"] for r in results] == [[], []]
-        served = sum(r["served"] for r in results)
-        refused = sum(r["refused"] for r in results)
-        assert (served, refused) == (10, 54)
-        with psycopg.connect(_pg_conninfo(race_url)) as conn:
-            spent, reserved = conn.execute(
-                "SELECT spent_nanos, reserved_nanos FROM budget_spendcounter"
-                " WHERE period='daily' AND scope_kind='all'"
-            ).fetchone()
-            ledger, ok = conn.execute(
-                "SELECT coalesce(sum(cost_nanos), 0), count(*) FROM budget_usagerecord"
-                " WHERE status='ok'"
-            ).fetchone()
-            settled = conn.execute(
-                "SELECT coalesce(sum(reserved_nanos), 0) FROM budget_budgetreservation"
-                " WHERE state='settled'"
-            ).fetchone()[0]
-        assert spent == ledger == settled == 10 * PER_REQUEST <= nanos_from_usd(LIMIT)
-        assert reserved == 0
-        assert ok == served
-    finally:
-        with psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{RACE_DB}" WITH (FORCE)')
+    assert [r["errors"] for r in results] == [[], []]
+    served = sum(r["served"] for r in results)
+    refused = sum(r["refused"] for r in results)
+    assert (served, refused) == (10, 54)
+    with psycopg.connect(pg_conninfo(race_url)) as conn:
+        spent, reserved = conn.execute(
+            "SELECT spent_nanos, reserved_nanos FROM budget_spendcounter"
+            " WHERE period='daily' AND scope_kind='all'"
+        ).fetchone()
+        ledger, ok = conn.execute(
+            "SELECT coalesce(sum(cost_nanos), 0), count(*) FROM budget_usagerecord"
+            " WHERE status='ok'"
+        ).fetchone()
+        settled = conn.execute(
+            "SELECT coalesce(sum(reserved_nanos), 0) FROM budget_budgetreservation"
+            " WHERE state='settled'"
+        ).fetchone()[0]
+    assert spent == ledger == settled == 10 * PER_REQUEST <= nanos_from_usd(LIMIT)
+    assert reserved == 0
+    assert ok == served
