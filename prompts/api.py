@@ -16,7 +16,7 @@ from ninja.responses import Status
 from prompts import selectors, services
 from prompts.comparison import text_metrics, unified_diff
 from prompts.errors import ContentInvalid
-from prompts.models import Prompt, PromptVersion, Template, TemplateVersion
+from prompts.models import Personality, Prompt, PromptVersion, Template, TemplateVersion
 from prompts.rendering import render
 from prompts.schemas import (
     ComparedPromptOut,
@@ -24,12 +24,17 @@ from prompts.schemas import (
     CompareRunOut,
     DeletedOut,
     ErrorOut,
+    PersonalityCreateIn,
+    PersonalityListOut,
+    PersonalityOut,
     PromptActivateIn,
     PromptActivationOut,
     PromptCompareIn,
     PromptCompareOut,
     PromptCreateIn,
     PromptDetailOut,
+    PromptGenerateIn,
+    PromptGenerateOut,
     PromptListOut,
     PromptRollbackIn,
     PromptUpdateIn,
@@ -449,6 +454,84 @@ async def _compare_run(
 
 def _cost_text(cost: object) -> str | None:
     return None if cost is None else str(cost)
+
+
+# --- Prompt generation and personalities -------------------------------------------------
+
+
+@router.post("/prompts/generate", response={200: PromptGenerateOut, **E400, **E404, **E422})
+def prompt_generate(request: HttpRequest, payload: PromptGenerateIn) -> dict[str, Any]:
+    """Compose a system prompt for a task: the component's prompt (rendered with
+    `variables` and the string entries of `context`), a personality, the context and
+    the task. `format: "chat"` returns the task as the user's turn in `messages`."""
+    generated = selectors.prompt_generate(
+        task=payload.task,
+        component=payload.component,
+        task_type=payload.task_type,
+        prompt_id=payload.prompt_id,
+        personality_id=payload.personality_id,
+        context=payload.context,
+        variables=payload.variables,
+        format=payload.format,
+    )
+    metrics = text_metrics(generated.prompt)
+    personality = generated.personality
+    return {
+        "prompt": generated.prompt,
+        "system_prompt": generated.system,
+        "messages": generated.messages,
+        "format": generated.format,
+        "task": generated.task,
+        "component": generated.component,
+        "prompt_id": generated.prompt_id,
+        "prompt_version": generated.prompt_version,
+        "personality_id": personality.pk if personality else None,
+        "personality": personality.name if personality else None,
+        "sections": generated.sections,
+        "length": metrics.length,
+        "tokens": metrics.tokens,
+    }
+
+
+def _personality_out(p: Personality) -> dict[str, Any]:
+    return {
+        "personality_id": p.pk,
+        "name": p.name,
+        "traits": [str(t) for t in p.traits or []],
+        "tone": p.tone,
+        "description": p.description,
+        "examples": [str(e) for e in p.examples or []],
+        # Annotated by the selectors; a personality just created has no prompts yet.
+        "prompt_count": getattr(p, "prompt_count", 0),
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+    }
+
+
+@router.get("/personalities", response=PersonalityListOut)
+def personality_list(request: HttpRequest) -> dict[str, Any]:
+    personalities = [_personality_out(p) for p in selectors.personality_list()]
+    return {"count": len(personalities), "personalities": personalities}
+
+
+@router.post("/personalities", response={201: PersonalityOut, **E409, **E422})
+def personality_create(
+    request: HttpRequest, payload: PersonalityCreateIn
+) -> Status[dict[str, Any]]:
+    personality = services.personality_create(
+        name=payload.name,
+        traits=payload.traits,
+        tone=payload.tone,
+        description=payload.description,
+        examples=payload.examples,
+    )
+    return Status(201, _personality_out(personality))
+
+
+@router.get("/personalities/{personality_id}", response={200: PersonalityOut, **E404})
+def personality_get(request: HttpRequest, personality_id: str) -> dict[str, Any]:
+    """A personality by its number or its name."""
+    return _personality_out(selectors.personality_get(personality_id=personality_id))
 
 
 @router.get("/prompts/{prompt_id}", response={200: PromptDetailOut, **E404})

@@ -94,3 +94,16 @@ class ContentInvalid(InvalidInput):
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(message, field=field, fields=[{"field": field, "message": message}])
         self.field = field
+
+
+PERSONALITY_NOT_FOUND = "Personality '{personality_id}' not found"
+PERSONALITY_EXISTS = "A personality named '{name}' already exists"
+
+
+class PersonalityNotFound(NotFound):
+    code = "personality_not_found"
+
+
+class PersonalityAlreadyExists(RhetorError):
+    status = 409
+    code = "personality_exists"

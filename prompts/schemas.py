@@ -277,3 +277,65 @@ class PromptCompareOut(Schema):
     diff_lines: list[str]
     metrics: CompareMetricsOut
     results: dict[str, CompareRunOut] | None = None
+
+
+# --- Personalities and prompt generation --------------------------------------------------
+
+
+class PersonalityCreateIn(_In):
+    name: str = Field(min_length=1, max_length=100)
+    # A list of traits, or the original client's object of trait -> value.
+    traits: list[str] | dict[str, Any] = Field(default_factory=list)
+    tone: str = Field(default="", max_length=100)
+    description: str = ""
+    # Phrasings, or example interactions such as {"input": ..., "output": ...}.
+    examples: list[str | dict[str, Any]] = Field(default_factory=list)
+
+
+class PersonalityOut(Schema):
+    personality_id: int
+    name: str
+    traits: list[str]
+    tone: str
+    description: str
+    examples: list[str]
+    prompt_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class PersonalityListOut(Schema):
+    count: int
+    personalities: list[PersonalityOut]
+
+
+class PromptGenerateIn(_In):
+    task: str = Field(min_length=1, max_length=20000)
+    component: str | None = Field(default=None, min_length=1, max_length=64)
+    task_type: str | None = Field(default=None, max_length=64)
+    prompt_id: str | None = Field(default=None, max_length=120)
+    personality_id: str | int | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    format: str = Field(default="instruction", max_length=20)
+
+
+class GeneratedMessageOut(Schema):
+    role: str
+    content: str
+
+
+class PromptGenerateOut(Schema):
+    prompt: str
+    system_prompt: str
+    messages: list[GeneratedMessageOut]
+    format: str
+    task: str
+    component: str | None
+    prompt_id: str | None
+    prompt_version: int | None
+    personality_id: int | None
+    personality: str | None
+    sections: list[str]
+    length: int
+    tokens: int

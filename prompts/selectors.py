@@ -23,10 +23,13 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from prompts.errors import (
+    PERSONALITY_NOT_FOUND,
     PROMPT_NOT_FOUND,
     PROMPT_VERSION_NOT_FOUND,
     TEMPLATE_NOT_FOUND,
     TEMPLATE_VERSION_NOT_FOUND,
+    ContentInvalid,
+    PersonalityNotFound,
     PromptNotFound,
     PromptVersionNotFound,
     TemplateNotFound,
@@ -202,7 +205,24 @@ def prompt_activation_list(*, prompt: Prompt) -> QuerySet[PromptActivation]:
 
 
 def personality_list() -> QuerySet[Personality]:
-    return Personality.objects.all()
+    return Personality.objects.annotate(prompt_count=Count("prompts")).order_by("name")
+
+
+def personality_get(*, personality_id: str | int) -> Personality:
+    """A personality by id (its number) or by its unique name."""
+    key = str(personality_id).strip()
+    match = Q(name=key)
+    if key.isdigit() and len(key) < 19:
+        match |= Q(pk=int(key))
+    personality = (
+        Personality.objects.annotate(prompt_count=Count("prompts"))
+        .filter(match)
+        .order_by("pk")
+        .first()
+    )
+    if personality is None:
+        raise PersonalityNotFound(PERSONALITY_NOT_FOUND.format(personality_id=key))
+    return personality
 
 
 # --- The message path --------------------------------------------------------------------
@@ -253,29 +273,7 @@ def system_prompt_resolve(
     With `prompt_id`: that prompt's active version (`PromptNotFound` if unknown). Without:
     the component's prompt for `task_type` if one exists, else its default prompt, else
     None. The text is rendered strictly with `variables` (`TemplateVariablesMissing`)."""
-    qs = Prompt.objects.select_related("active_version", "personality")
-    if prompt_id:
-        prompt = qs.filter(slug=prompt_id).first()
-        if prompt is None:
-            raise PromptNotFound(PROMPT_NOT_FOUND.format(prompt_id=prompt_id), prompt_id=prompt_id)
-    elif component:
-        match = Q(is_default=True)
-        if task_type:
-            match |= Q(task_type=task_type)
-        prompt = (
-            qs.filter(match, component=component, active_version__isnull=False)
-            .annotate(
-                rank=Case(
-                    When(task_type=task_type or "", task_type__gt="", then=Value(0)),
-                    default=Value(1),
-                    output_field=IntegerField(),
-                )
-            )
-            .order_by("rank", "-is_default", "-updated_at", "pk")
-            .first()
-        )
-    else:
-        return None
+    prompt = _request_prompt(prompt_id=prompt_id, component=component, task_type=task_type)
     if prompt is None or prompt.active_version is None:
         return None
     version = prompt.active_version
@@ -289,4 +287,145 @@ def system_prompt_resolve(
     )
 
 
+def _request_prompt(
+    *, prompt_id: str | None, component: str | None, task_type: str | None
+) -> Prompt | None:
+    """The prompt a request uses (see `system_prompt_resolve`), with its active version
+    and personality loaded, in one query."""
+    qs = Prompt.objects.select_related("active_version", "personality")
+    if prompt_id:
+        prompt = qs.filter(slug=prompt_id).first()
+        if prompt is None:
+            raise PromptNotFound(PROMPT_NOT_FOUND.format(prompt_id=prompt_id), prompt_id=prompt_id)
+        return prompt
+    if component:
+        match = Q(is_default=True)
+        if task_type:
+            match |= Q(task_type=task_type)
+        return (
+            qs.filter(match, component=component, active_version__isnull=False)
+            .annotate(
+                rank=Case(
+                    When(task_type=task_type or "", task_type__gt="", then=Value(0)),
+                    default=Value(1),
+                    output_field=IntegerField(),
+                )
+            )
+            .order_by("rank", "-is_default", "-updated_at", "pk")
+            .first()
+        )
+    return None
+
+
 asystem_prompt_resolve = sync_to_async(system_prompt_resolve)
+
+
+# --- Prompt generation -----------------------------------------------------------------
+
+GENERATE_FORMATS = ("instruction", "chat")
+NO_COMPONENT_OPENER = "You are an assistant working inside Tekton, a multi-AI system."
+COMPONENT_OPENER = "You are {title}, a component of Tekton, a multi-AI system."
+
+
+@dataclass(frozen=True)
+class GeneratedPrompt:
+    """A system prompt composed for a task (`prompt_generate`).
+
+    `prompt` is the whole text for the `instruction` format; for `chat`, `system` and
+    `messages` hold the system prompt and the task as the user's turn."""
+
+    prompt: str
+    system: str
+    messages: list[dict[str, str]]
+    format: str
+    component: str | None
+    task: str
+    prompt_id: str | None
+    prompt_version: int | None
+    personality: Personality | None
+    sections: list[str]
+
+
+def _context_lines(context: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, value in context.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        lines.append(f"- {key}: {text}")
+    return lines
+
+
+def prompt_generate(
+    *,
+    task: str,
+    component: str | None = None,
+    task_type: str | None = None,
+    prompt_id: str | None = None,
+    personality_id: str | int | None = None,
+    context: dict[str, Any] | None = None,
+    variables: dict[str, Any] | None = None,
+    format: str = "instruction",
+) -> GeneratedPrompt:
+    """Compose a system prompt for `task`, as the message path would brief the model.
+
+    The base is the prompt a request for `component` / `task_type` uses (or `prompt_id`),
+    rendered strictly with `variables` plus the string entries of `context`
+    (`TemplateVariablesMissing` names what is still missing); without one, a plain
+    opener naming the component. Then the personality (the explicit one, else the
+    prompt's own), the task, and the context as a list of facts. `chat` keeps the task
+    out of the system prompt and returns it as the user's turn."""
+    if format not in GENERATE_FORMATS:
+        raise ContentInvalid(
+            f"format must be one of {', '.join(GENERATE_FORMATS)} (got {format!r})",
+            field="format",
+        )
+    context = dict(context or {})
+    personality = personality_get(personality_id=personality_id) if personality_id else None
+    base = _request_prompt(prompt_id=prompt_id, component=component, task_type=task_type)
+    component = component or (base.component if base else None)
+    sections: list[str] = []
+    version = base.active_version if base else None
+    if base is not None and version is not None:
+        values = {k: v for k, v in context.items() if isinstance(v, str)}
+        values.update(variables or {})
+        used = set(version.variable_names)
+        sections.append(
+            render(
+                content=version.content,
+                engine=version.engine,
+                variables=version.variables,
+                values={k: v for k, v in values.items() if k in used},
+            )
+        )
+        personality = personality or base.personality
+    elif component:
+        sections.append(COMPONENT_OPENER.format(title=component.replace("_", " ").title()))
+    else:
+        sections.append(NO_COMPONENT_OPENER)
+    if personality is not None:
+        sections.append(personality_text(personality))
+    if context:
+        sections.append("Context:\n" + "\n".join(_context_lines(context)))
+    task_section = f"Task:\n{task.strip()}"
+    if format == "chat":
+        system = "\n\n".join(sections)
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": task.strip()},
+        ]
+        prompt = system
+    else:
+        sections.append(task_section)
+        system = prompt = "\n\n".join(sections)
+        messages = []
+    return GeneratedPrompt(
+        prompt=prompt,
+        system=system,
+        messages=messages,
+        format=format,
+        component=component,
+        task=task,
+        prompt_id=base.slug if base and version else None,
+        prompt_version=version.version if version else None,
+        personality=personality,
+        sections=sections,
+    )

@@ -17,10 +17,12 @@ from django.utils import timezone
 
 from prompts.errors import (
     NOTHING_TO_ROLL_BACK,
+    PERSONALITY_EXISTS,
     PROMPT_EXISTS,
     PROMPT_IN_USE,
     ContentInvalid,
     NothingToRollBack,
+    PersonalityAlreadyExists,
     PromptAlreadyExists,
     PromptInUse,
     PromptVersionNotFound,
@@ -416,20 +418,63 @@ def prompt_delete(*, prompt: Prompt) -> None:
 # --- Personalities ---------------------------------------------------------------------
 
 
+def personality_traits_normalize(traits: object) -> list[str]:
+    """Traits as a list of short strings. The original client sends an object of
+    trait -> value (`{"curious": true, "verbosity": "low"}`): a true flag keeps the trait's
+    name, a false one drops it, any other value becomes `"name: value"`."""
+    if traits is None:
+        return []
+    if isinstance(traits, dict):
+        out = []
+        for name, value in traits.items():
+            if value is True:
+                out.append(str(name))
+            elif value is not False and value is not None and value != "":
+                out.append(f"{name}: {value}")
+        return out
+    if isinstance(traits, list | tuple):
+        return [str(t) for t in traits if str(t).strip()]
+    raise ContentInvalid("traits must be a list of strings or an object", field="traits")
+
+
+def personality_examples_normalize(examples: object) -> list[str]:
+    """Examples as phrasings. An example interaction (`{"input", "output"}` or
+    `{"user", "assistant"}`) becomes `"<input> -> <output>"`."""
+    if examples is None:
+        return []
+    if not isinstance(examples, list | tuple):
+        raise ContentInvalid("examples must be a list", field="examples")
+    out = []
+    for example in examples:
+        if isinstance(example, dict):
+            said = example.get("input", example.get("user"))
+            reply = example.get("output", example.get("assistant", example.get("response")))
+            if said is not None and reply is not None:
+                out.append(f"{said} -> {reply}")
+            else:
+                out.append("; ".join(f"{k}: {v}" for k, v in example.items()))
+        elif str(example).strip():
+            out.append(str(example))
+    return out
+
+
 def personality_create(
     *,
     name: str,
-    traits: list[str] | None = None,
+    traits: object = None,
     tone: str = "",
     description: str = "",
-    examples: list[str] | None = None,
+    examples: object = None,
 ) -> Personality:
+    """Create a personality; a name is unique (409 `personality_exists`)."""
+    if Personality.objects.filter(name=name).exists():
+        raise PersonalityAlreadyExists(PERSONALITY_EXISTS.format(name=name), field="name")
     personality = Personality(
         name=name,
-        traits=traits or [],
+        traits=personality_traits_normalize(traits),
         tone=tone,
         description=description,
-        examples=examples or [],
+        examples=personality_examples_normalize(examples),
     )
     _clean(personality)
     personality.save()
