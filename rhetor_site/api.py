@@ -79,12 +79,14 @@ def _add_routers() -> None:
     from budget.api import router as budget_router
     from contexts.api import router as contexts_router
     from llm.api import router as llm_router
+    from llm.openai_api import router as openai_router
     from prompts.api import router as prompts_router
 
     api.add_router("", llm_router)
     api.add_router("", prompts_router)
     api.add_router("", budget_router)
     api.add_router("", contexts_router)
+    api.add_router("/v1", openai_router)
 
 
 _add_routers()
