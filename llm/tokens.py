@@ -39,6 +39,13 @@ def _encoding(name: str) -> Any | None:
         return encoding
 
 
+def warm_up() -> None:
+    """Load both encodings now (about a second of CPU), so a worker's first request does
+    not pay for it."""
+    _encoding(DEFAULT_ENCODING)
+    _encoding("o200k_base")
+
+
 def encoding_name_for(model: str | None) -> str:
     if model and model.startswith(_O200K_PREFIXES):
         return "o200k_base"

@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels, on one port."""
 
 import os
+import threading
 
 from django.conf import settings
 from django.core.asgi import get_asgi_application
@@ -27,3 +28,9 @@ application = ProtocolTypeRouter(
         "websocket": origin_checked(URLRouter(websocket_urlpatterns)),
     }
 )
+
+if settings.RHETOR_WARM_TOKENIZER:
+    # A server process loads the tokenizer in the background while it starts accepting.
+    from llm.tokens import warm_up
+
+    threading.Thread(target=warm_up, name="rhetor-warm-tokenizer", daemon=True).start()

@@ -171,6 +171,8 @@ RHETOR_PROVIDER_TIMEOUT = env.float("RHETOR_PROVIDER_TIMEOUT", default=120.0)
 RHETOR_CONNECT_TIMEOUT = env.float("RHETOR_CONNECT_TIMEOUT", default=5.0)
 # Delay between simulated tokens, seconds: a realistic cadence by default.
 RHETOR_SIMULATED_DELAY = env.float("RHETOR_SIMULATED_DELAY", default=0.02)
+# Load the offline tokenizer when a server process starts rather than on its first request.
+RHETOR_WARM_TOKENIZER = env.bool("RHETOR_WARM_TOKENIZER", default=True)
 
 ANTHROPIC_API_KEY = env_secret("ANTHROPIC_API_KEY")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
