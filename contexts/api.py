@@ -10,18 +10,24 @@ from typing import Any
 
 from django.http import HttpRequest
 from ninja import Query, Router
+from ninja.responses import Status
 from pydantic import ValidationError as PydanticValidationError
 
 from contexts import selectors, services
 from contexts.errors import CONTEXT_NOT_FOUND, SEARCH_QUERY_REQUIRED, ContextNotFound
 from contexts.models import Context, Message
 from contexts.schemas import (
+    ContextAnalysisOut,
+    ContextCreateIn,
     ContextDeleteOut,
     ContextGetIn,
     ContextGetOut,
     ContextListIn,
     ContextListOut,
+    ContextOut,
     ErrorOut,
+    MessageAddIn,
+    MessageAddOut,
     SearchBodyIn,
     SearchOut,
     SearchQueryIn,
@@ -146,6 +152,80 @@ async def context_summarize(
     return {"context_id": context_id, "summary": summary.content}
 
 
+@router.post(
+    "/contexts",
+    response={201: ContextOut, 409: ErrorOut, 422: ErrorOut},
+    operation_id="context_create",
+)
+def context_create(request: HttpRequest, payload: ContextCreateIn) -> Status[dict[str, Any]]:
+    """An empty conversation (the Python client's `create_conversation`)."""
+    context = services.context_create(
+        context_id=payload.context_id,
+        component=payload.component,
+        name=payload.name,
+        metadata=payload.metadata,
+    )
+    return Status(201, _context_out(_context_or_404(context.context_id)))
+
+
+@router.post(
+    "/contexts/{path:context_id}/messages",
+    response={201: MessageAddOut, 404: ErrorOut, 422: ErrorOut},
+    operation_id="context_message_add",
+)
+async def context_message_add(
+    request: HttpRequest, context_id: str, payload: MessageAddIn
+) -> Status[dict[str, Any]]:
+    """Append one message as is, without asking a model; subscribers of the context see
+    it like any other message."""
+    message = await services.acontext_message_add(
+        context_id=context_id,
+        role=payload.role,
+        content=payload.content,
+        metadata=payload.metadata,
+    )
+    return Status(
+        201,
+        {"context_id": context_id, "message": _message_out(message, include_metadata=True)},
+    )
+
+
+@router.post(
+    "/contexts/{path:context_id}/analyze",
+    response={200: ContextAnalysisOut, 404: ErrorOut},
+    operation_id="context_analyze",
+)
+def context_analyze(request: HttpRequest, context_id: str) -> dict[str, Any]:
+    """Counts over the whole conversation: messages and tokens per role, the time span,
+    the models that answered, truncated turns and partial replies."""
+    context = _context_or_404(context_id)
+    analysis = selectors.context_analysis(context=context)
+    total = analysis.total_messages
+    first, last = analysis.first_message_at, analysis.last_message_at
+    return {
+        "context_id": context.context_id,
+        "component": context.component,
+        "total_messages": total,
+        "active_message_count": context.active_message_count,
+        "archived_message_count": context.archived_message_count,
+        "total_tokens": analysis.total_tokens,
+        "active_tokens": context.token_count,
+        "average_tokens_per_message": round(analysis.total_tokens / total, 2) if total else 0.0,
+        "roles": {
+            role: {"messages": stats.messages, "tokens": stats.tokens}
+            for role, stats in sorted(analysis.roles.items())
+        },
+        "providers": analysis.providers,
+        "first_message_at": _iso(first) if first else None,
+        "last_message_at": _iso(last) if last else None,
+        "duration_seconds": (last - first).total_seconds() if first and last else None,
+        "summary_count": context.summary_count,
+        "latest_summary": context.latest_summary.content if context.latest_summary else None,
+        "truncated_messages": analysis.truncated_messages,
+        "partial_replies": analysis.partial_replies,
+    }
+
+
 @router.get(
     "/contexts/{path:context_id}",
     response={200: ContextGetOut, 404: ErrorOut, 422: ErrorOut},
@@ -204,3 +284,5 @@ def _add_suffix_routes(suffix: str) -> None:
 
 _add_suffix_routes("search")
 _add_suffix_routes("summarize")
+_add_suffix_routes("messages")
+_add_suffix_routes("analyze")

@@ -1,4 +1,4 @@
-from rhetor_site.errors import NotFound
+from rhetor_site.errors import NotFound, RhetorError
 
 CONTEXT_NOT_FOUND = "Context {context_id!r} does not exist"
 
@@ -8,3 +8,10 @@ class ContextNotFound(NotFound):
 
 
 SEARCH_QUERY_REQUIRED = 'A search query is required (?query=… or a JSON body {"query": …})'
+
+CONTEXT_EXISTS = "Context {context_id!r} already exists"
+
+
+class ContextAlreadyExists(RhetorError):
+    status = 409
+    code = "context_exists"

@@ -1,6 +1,6 @@
 """Schemas of the context API (TEKTON_CONTRACT.md, "Contexts")."""
 
-from typing import Any
+from typing import Any, Literal
 
 from ninja import Schema
 from pydantic import AliasChoices, ConfigDict, Field
@@ -107,3 +107,60 @@ class SummarizeIn(Schema):
 class SummarizeOut(Schema):
     context_id: str
     summary: str
+
+
+class ContextCreateIn(Schema):
+    """`POST /contexts`: an empty conversation. Without `context_id`, one is made as
+    `<component>:<name>-<random>`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    context_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        validation_alias=AliasChoices("context_id", "contextId", "context"),
+    )
+    name: str | None = Field(default=None, max_length=200)
+    component: str | None = Field(default=None, min_length=1, max_length=100)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class MessageAddIn(Schema):
+    """`POST /contexts/{id}/messages`: one message appended as is (no model is asked)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant", "system"] = "user"
+    content: str = Field(min_length=1, max_length=1_000_000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class MessageAddOut(Schema):
+    context_id: str
+    message: MessageOut
+
+
+class RoleStatsOut(Schema):
+    messages: int
+    tokens: int
+
+
+class ContextAnalysisOut(Schema):
+    context_id: str
+    component: str
+    total_messages: int
+    active_message_count: int
+    archived_message_count: int
+    total_tokens: int
+    active_tokens: int
+    average_tokens_per_message: float
+    roles: dict[str, RoleStatsOut]
+    providers: dict[str, int]
+    first_message_at: str | None
+    last_message_at: str | None
+    duration_seconds: float | None
+    summary_count: int
+    latest_summary: str | None
+    truncated_messages: int
+    partial_replies: int

@@ -3,9 +3,10 @@
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from asgiref.sync import sync_to_async
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 
 from contexts.models import Context, ContextSummary, Message, ModelContextWindow
 from contexts.search import search_message_pks
@@ -208,3 +209,64 @@ def context_search(*, context: Context, query: str, limit: int) -> list[SearchRe
         for hit in hits
         if hit.message_pk in by_pk
     ]
+
+
+@dataclass(frozen=True)
+class RoleStats:
+    messages: int
+    tokens: int
+
+
+@dataclass(frozen=True)
+class ContextAnalysis:
+    """Counts over a whole conversation (active and archived messages), for
+    `POST /contexts/{id}/analyze`."""
+
+    context: Context
+    roles: dict[str, RoleStats]
+    first_message_at: datetime | None
+    last_message_at: datetime | None
+    providers: dict[str, int]
+    truncated_messages: int
+    partial_replies: int
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(r.tokens for r in self.roles.values())
+
+    @property
+    def total_messages(self) -> int:
+        return sum(r.messages for r in self.roles.values())
+
+
+def context_analysis(*, context: Context) -> ContextAnalysis:
+    """Per-role message and token counts, the time span, which providers answered and
+    how many turns were cut short; three aggregate queries."""
+    messages = Message.objects.filter(context=context)
+    roles = {
+        row["role"]: RoleStats(messages=row["n"], tokens=row["tokens"] or 0)
+        for row in messages.order_by().values("role").annotate(n=Count("pk"), tokens=Sum("tokens"))
+    }
+    span = messages.aggregate(
+        first=Min("created_at"),
+        last=Max("created_at"),
+        truncated=Count("pk", filter=Q(metadata__truncated=True)),
+        partial=Count("pk", filter=Q(metadata__partial=True)),
+    )
+    providers = {
+        f"{row['provider']}/{row['model']}": row["n"]
+        for row in messages.filter(role="assistant")
+        .exclude(provider="")
+        .order_by()
+        .values("provider", "model")
+        .annotate(n=Count("pk"))
+    }
+    return ContextAnalysis(
+        context=context,
+        roles=roles,
+        first_message_at=span["first"],
+        last_message_at=span["last"],
+        providers=providers,
+        truncated_messages=span["truncated"],
+        partial_replies=span["partial"],
+    )

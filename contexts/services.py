@@ -6,6 +6,8 @@ import asyncio
 import contextvars
 import hashlib
 import logging
+import re
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +19,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from contexts.errors import CONTEXT_NOT_FOUND, ContextNotFound
+from contexts.errors import (
+    CONTEXT_EXISTS,
+    CONTEXT_NOT_FOUND,
+    ContextAlreadyExists,
+    ContextNotFound,
+)
 from contexts.models import Context, ContextSummary, Message
 from contexts.summaries import (
     SUMMARY_MAX_TOKENS,
@@ -417,6 +424,65 @@ async def acontext_summarize(
 
 
 # --- Deletion and pruning ------------------------------------------------------------------------
+
+
+def context_id_new(*, component: str | None, name: str | None) -> str:
+    """A fresh conversation id by the `<component>:<name>` convention, unique by a random
+    suffix: `ergon:release-planning-3f9c2a1b`."""
+    base = re.sub(r"[^a-z0-9]+", "-", (name or "").lower()).strip("-")[:60] or "conversation"
+    return f"{component or 'rhetor'}:{base}-{uuid.uuid4().hex[:8]}"
+
+
+def context_create(
+    *,
+    context_id: str | None = None,
+    component: str | None = None,
+    name: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Context:
+    """Create an empty conversation. Without `context_id` one is made from the component
+    and name; an existing id is a 409 (`ContextAlreadyExists`)."""
+    if context_id is None:
+        context_id = context_id_new(component=component, name=name)
+    component = component or component_of(context_id)
+    stored = {**(metadata or {}), "component": component}
+    if name:
+        stored["name"] = name
+    try:
+        with transaction.atomic():
+            context = Context.objects.create(
+                context_id=context_id, component=component, metadata=stored
+            )
+    except IntegrityError as exc:
+        raise ContextAlreadyExists(CONTEXT_EXISTS.format(context_id=context_id)) from exc
+    _mirror(context_id)
+    return context
+
+
+def context_message_add(
+    *, context_id: str, role: str, content: str, metadata: dict[str, Any] | None = None
+) -> Message:
+    """Append one message to an existing conversation (no model is asked). An unknown
+    context is a 404: adding to a mistyped id never creates a second conversation."""
+    if not Context.objects.filter(context_id=context_id).exists():
+        raise ContextNotFound(CONTEXT_NOT_FOUND.format(context_id=context_id))
+    (message,) = context_append_messages(
+        context_id=context_id,
+        component=None,
+        messages=[NewMessage(role, content, metadata=dict(metadata or {}))],
+    )
+    return message
+
+
+async def acontext_message_add(
+    *, context_id: str, role: str, content: str, metadata: dict[str, Any] | None = None
+) -> Message:
+    """`context_message_add`, then tell the context's subscribers (like a model reply)."""
+    message = await sync_to_async(context_message_add)(
+        context_id=context_id, role=role, content=content, metadata=metadata
+    )
+    await acontext_publish(context_id=context_id, messages=[message])
+    return message
 
 
 @transaction.atomic
