@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
@@ -33,6 +34,7 @@ from llm.openai_format import (
     route_names,
 )
 from llm.providers import all_providers
+from llm.router import RouteTable, route_table
 from llm.services import LLMResult, LLMStream, llm_complete, llm_stream_open
 from rhetor_site.errors import RhetorError
 
@@ -78,6 +80,10 @@ _DOC_RESPONSES = {
         for name in ("X-Rhetor-Context", "X-Rhetor-Component", "X-Rhetor-Task")
     ],
 }
+
+
+async def _routes() -> RouteTable:
+    return await sync_to_async(route_table)()
 
 
 def _json(
@@ -146,7 +152,7 @@ def _stream_response(stream: LLMStream, call: ChatCall) -> StreamingHttpResponse
 )
 async def chat_completion_create(request: HttpRequest) -> HttpResponse:
     try:
-        call = parse_chat_request(request.body, request.headers)
+        call = parse_chat_request(request.body, request.headers, routes=await _routes())
         if call.stream:
             return _stream_response(await llm_stream_open(call.request), call)
         result = await llm_complete(call.request)
@@ -173,7 +179,7 @@ async def _model_entries() -> list[dict[str, Any]]:
             if info.id not in seen:
                 seen.add(info.id)
                 entries.append(model_entry(info.id, pid))
-    entries += [model_entry(f"rhetor/{name}", "rhetor") for name in route_names()]
+    entries += [model_entry(f"rhetor/{name}", "rhetor") for name in route_names(await _routes())]
     return entries
 
 

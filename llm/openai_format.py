@@ -28,7 +28,7 @@ from typing import Any
 
 from llm.providers import PROVIDER_ORDER, get_provider
 from llm.providers.base import ChatMessage, Role
-from llm.router import RouteOptions, route_table
+from llm.router import RouteOptions, RouteTable
 from llm.services import LLMRequest, LLMResult
 from rhetor_site.errors import RhetorError
 
@@ -299,12 +299,14 @@ class _Resolved:
     task_type: str | None
 
 
-def resolve_model(model: str, *, component: str | None, task_type: str | None) -> _Resolved:
+def resolve_model(
+    model: str, *, component: str | None, task_type: str | None, routes: RouteTable
+) -> _Resolved:
     """`rhetor/<route>` -> the route's component and task type; a model id -> its provider
     (an explicit `<provider>/<model>`, else the first provider that serves it, preferring
     a configured one)."""
     if model.startswith(ROUTE_PREFIX):
-        return _resolve_route(model, model[len(ROUTE_PREFIX) :], component, task_type)
+        return _resolve_route(model, model[len(ROUTE_PREFIX) :], component, task_type, routes)
     provider_id, sep, model_id = model.partition("/")
     if sep and provider_id in PROVIDER_ORDER:
         provider = get_provider(provider_id)
@@ -329,9 +331,8 @@ def _model_not_found(model: str) -> OpenAIError:
 
 
 def _resolve_route(
-    model: str, name: str, component: str | None, task_type: str | None
+    model: str, name: str, component: str | None, task_type: str | None, table: RouteTable
 ) -> _Resolved:
-    table = route_table()
 
     def conflict(header: str, value: str) -> OpenAIError:
         return _invalid(header, f"{header} {value!r} contradicts the route of model {model!r}")
@@ -356,8 +357,9 @@ def _resolve_route(
     raise _model_not_found(model)
 
 
-def parse_chat_request(body: bytes, headers: Mapping[str, str]) -> ChatCall:
-    """The request body and X-Rhetor-* headers as a ChatCall; OpenAIError when invalid."""
+def parse_chat_request(body: bytes, headers: Mapping[str, str], *, routes: RouteTable) -> ChatCall:
+    """The request body and X-Rhetor-* headers as a ChatCall; OpenAIError when invalid.
+    `routes` is the task route table that `rhetor/<route>` names are resolved against."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -406,6 +408,7 @@ def parse_chat_request(body: bytes, headers: Mapping[str, str]) -> ChatCall:
         model.strip(),
         component=_header(headers, COMPONENT_HEADER),
         task_type=_header(headers, TASK_HEADER),
+        routes=routes,
     )
     options = RouteOptions(
         provider=resolved.options.provider,
@@ -541,5 +544,5 @@ def model_entry(model_id: str, owned_by: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": MODEL_CREATED, "owned_by": owned_by}
 
 
-def route_names() -> list[str]:
-    return sorted(route_table().routes)
+def route_names(routes: RouteTable) -> list[str]:
+    return sorted(routes.routes)
