@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from budget.errors import BudgetExceeded
+from llm.circuit import Admission, breakers
 from llm.errors import (
     NO_PROVIDER_ANSWERED,
     UNKNOWN_MODEL,
@@ -33,7 +34,13 @@ from llm.errors import (
     UnknownTaskType,
 )
 from llm.providers import PROVIDER_ORDER, get_provider
-from llm.providers.base import CompletionRequest, ProviderError, StreamEvent, Usage
+from llm.providers.base import (
+    CompletionRequest,
+    ProviderError,
+    StreamEnd,
+    StreamEvent,
+    Usage,
+)
 
 logger = logging.getLogger("llm")
 
@@ -297,7 +304,9 @@ async def plan_targets(
 @dataclass(frozen=True)
 class Attempt:
     target: Target
-    outcome: str  # "unavailable", "failed", "ok"
+    # "unavailable", "circuit_open" (skipped by the breaker, nothing sent), "over_budget",
+    # "failed", "ok"
+    outcome: str
     error: str = ""
     status_code: int | None = None
 
@@ -362,12 +371,35 @@ class OpenedStream:
 
     @property
     def fallback(self) -> bool:
-        return len(self.attempts) > 1
+        """Another model than the one that answered was tried first (a retry of the same
+        model after a short Retry-After is not a fallback)."""
+        return any(a.target != self.target for a in self.attempts)
 
     async def events(self) -> AsyncIterator[StreamEvent]:
-        yield self.first
-        async for event in self.rest:
-            yield event
+        """The stream's events. Its end tells the target's circuit breaker how the upstream
+        did: a complete stream is a success, a retryable failure mid-stream a failure, a
+        client that went away tells nothing."""
+        outcome: str | None = None
+        try:
+            if isinstance(self.first, StreamEnd):
+                outcome = "ok"
+            yield self.first
+            async for event in self.rest:
+                if isinstance(event, StreamEnd):
+                    outcome = "ok"
+                yield event
+        except ProviderError as exc:
+            outcome = "failed" if is_retryable(exc) else "ok"
+            if outcome == "failed":
+                breakers.record_failure(
+                    self.target.provider, self.target.model, reason=f"mid-stream: {exc}"
+                )
+            raise
+        finally:
+            if outcome == "ok":
+                breakers.record_success(self.target.provider, self.target.model)
+            elif outcome is None:
+                breakers.release(self.target.provider, self.target.model)
 
     async def aclose(self) -> None:
         await _close(self.rest)
@@ -379,6 +411,12 @@ def _attempts_text(attempts: list[Attempt]) -> str:
     )
 
 
+def _circuit_text(admission: Admission) -> str:
+    if admission.retry_in > 0:
+        return f"circuit open for another {admission.retry_in:.1f}s: {admission.reason}"
+    return f"circuit half-open: {admission.reason}"
+
+
 RequestBuilder = Callable[[Target, Plan], CompletionRequest]
 
 
@@ -387,9 +425,16 @@ async def open_stream(
 ) -> OpenedStream:
     """Try each target in order until one yields its first event.
 
-    An unavailable provider is skipped; a retryable failure before the first event moves
-    on to the next target; a terminal failure is raised as what it is. Once a stream has
-    produced an event it is never swapped for another model.
+    An unavailable provider is skipped; a target whose circuit breaker is open
+    (llm/circuit.py) is skipped at once, recorded as a "circuit_open" attempt; a retryable
+    failure before the first event moves on to the next target; a terminal failure is
+    raised as what it is. Once a stream has produced an event it is never swapped for
+    another model.
+
+    Retry-After (429, or a 503 that carries it): up to RHETOR_RETRY_AFTER_MAX_WAIT seconds
+    is waited out and the same model is tried once more; a longer one opens that model's
+    circuit for the Retry-After (capped at RHETOR_RETRY_AFTER_MAX_HOLD), so no request
+    sends it anything before then, and this request falls back at once.
 
     Every attempt that reaches a provider is reserved first and settled when it fails
     here, or by the caller when its stream ends. When a reservation would cross an
@@ -401,6 +446,7 @@ async def open_stream(
     warnings: list[str] = []
     exceeded: BudgetExceeded | None = None
     queue = list(plan.targets)
+    retried: set[Target] = set()
     index = 0
     while index < len(queue):
         target = queue[index]
@@ -408,6 +454,10 @@ async def open_stream(
         provider = get_provider(target.provider)
         if provider is None or not await provider.is_available():
             attempts.append(Attempt(target, "unavailable", "provider is not configured"))
+            continue
+        admission = breakers.admit(target.provider, target.model)
+        if not admission.allowed:
+            attempts.append(Attempt(target, "circuit_open", _circuit_text(admission)))
             continue
         request = build_request(target, plan)
         try:
@@ -418,6 +468,7 @@ async def open_stream(
                 lower_max_tokens=plan.route.lower_max_tokens,
             )
         except BudgetExceeded as exc:
+            breakers.release(target.provider, target.model)
             attempts.append(Attempt(target, "over_budget", exc.message))
             exceeded = exceeded or exc
             cheaper = [t for t in await meter.alternatives(target=target) if t not in queue]
@@ -436,10 +487,15 @@ async def open_stream(
             await meter.settle(hold, usage=exc.usage, status="error", error=exc.message)
             attempts.append(Attempt(target, "failed", exc.message, exc.status_code))
             if is_retryable(exc):
+                breakers.record_failure(target.provider, target.model, reason=str(exc))
+                if await _wait_for_retry_after(exc, target, retried):
+                    index -= 1  # the same model once more
+                    continue
                 logger.warning(
                     "%s failed before its first chunk, trying the next model: %s", target, exc
                 )
                 continue
+            breakers.record_success(target.provider, target.model)  # it answered
             raise ProviderRejected(
                 f"{target.provider} rejected the request"
                 f"{f' (HTTP {exc.status_code})' if exc.status_code else ''}: {exc.message}",
@@ -450,8 +506,10 @@ async def open_stream(
         except StopAsyncIteration:
             await meter.settle(hold, usage=None, status="error", error="empty stream")
             attempts.append(Attempt(target, "failed", "empty stream"))
+            breakers.record_failure(target.provider, target.model, reason="empty stream")
             continue
         except BaseException:  # cancelled while waiting for the first event
+            breakers.release(target.provider, target.model)
             await _close(stream)
             await asyncio.shield(meter.settle(hold, usage=None, status="cancelled"))
             raise
@@ -473,6 +531,31 @@ async def open_stream(
             for a in attempts
         ],
     )
+
+
+async def _wait_for_retry_after(exc: ProviderError, target: Target, retried: set[Target]) -> bool:
+    """Honour the provider's Retry-After. True when it was short enough to wait out here
+    (once per target and request): the caller tries the same model again. A longer one
+    opens the target's circuit for that long; False means: fall back now."""
+    wait = exc.retry_after
+    if wait is None:
+        return False
+    if wait <= settings.RHETOR_RETRY_AFTER_MAX_WAIT:
+        if target in retried:
+            return False
+        retried.add(target)
+        logger.info("%s asked to retry after %.2fs; waiting", target, wait)
+        await asyncio.sleep(wait)
+        return True
+    hold = min(wait, settings.RHETOR_RETRY_AFTER_MAX_HOLD)
+    breakers.hold_off(
+        target.provider,
+        target.model,
+        seconds=hold,
+        reason=f"the provider asked to retry after {wait:.0f}s (HTTP {exc.status_code})",
+    )
+    logger.warning("%s asked to retry after %.0fs: skipped for %.0fs", target, wait, hold)
+    return False
 
 
 async def _close(stream: AsyncIterator[StreamEvent]) -> None:

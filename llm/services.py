@@ -255,7 +255,8 @@ class BudgetMeter:
             input_tokens=reserved_input_tokens(request),
             max_tokens=request.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
             prompt_version_id=self.prepared.prompt.version_id if self.prepared.prompt else None,
-            is_fallback=attempt > 0,
+            # A retry of the same model (after a short Retry-After) is not a fallback.
+            is_fallback=target != self.prepared.plan.targets[0],
             allow_lower_max_tokens=lower_max_tokens,
         )
         return _Hold(reservation, time.monotonic())

@@ -169,6 +169,25 @@ RHETOR_PROVIDERS = env.list(
 RHETOR_TASK_CONFIG = env.str("RHETOR_TASK_CONFIG", default="")
 RHETOR_PROVIDER_TIMEOUT = env.float("RHETOR_PROVIDER_TIMEOUT", default=120.0)
 RHETOR_CONNECT_TIMEOUT = env.float("RHETOR_CONNECT_TIMEOUT", default=5.0)
+# Circuit breaker per provider+model (llm/circuit.py): open after this many consecutive
+# retryable failures, skip the model for the cooldown, then let one probe through.
+RHETOR_CIRCUIT_FAILURE_THRESHOLD = env.int("RHETOR_CIRCUIT_FAILURE_THRESHOLD", default=5)
+RHETOR_CIRCUIT_COOLDOWN = env.float("RHETOR_CIRCUIT_COOLDOWN", default=30.0)
+# A 429/503 with Retry-After up to this many seconds is waited out and the same model tried
+# once more; a longer one opens that model's circuit for the Retry-After (at most
+# RHETOR_RETRY_AFTER_MAX_HOLD seconds) and the request falls back at once.
+RHETOR_RETRY_AFTER_MAX_WAIT = env.float("RHETOR_RETRY_AFTER_MAX_WAIT", default=2.0)
+RHETOR_RETRY_AFTER_MAX_HOLD = env.float("RHETOR_RETRY_AFTER_MAX_HOLD", default=600.0)
+# Input limits: request body (413), one message's characters and the number of messages
+# of a /chat conversation (422 naming the field), one WebSocket frame (an ERROR frame).
+RHETOR_MAX_BODY_BYTES = env.int("RHETOR_MAX_BODY_BYTES", default=4 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = RHETOR_MAX_BODY_BYTES
+RHETOR_MAX_MESSAGE_CHARS = env.int("RHETOR_MAX_MESSAGE_CHARS", default=1_000_000)
+RHETOR_MAX_CHAT_MESSAGES = env.int("RHETOR_MAX_CHAT_MESSAGES", default=1000)
+RHETOR_MAX_WS_FRAME_BYTES = env.int("RHETOR_MAX_WS_FRAME_BYTES", default=4 * 1024 * 1024)
+# A usage record whose database write fails (database down) is retried this long within
+# the request, then in the background until the database answers again.
+RHETOR_SETTLE_RETRY_SECONDS = env.float("RHETOR_SETTLE_RETRY_SECONDS", default=10.0)
 # Delay between simulated tokens, seconds: a realistic cadence by default.
 RHETOR_SIMULATED_DELAY = env.float("RHETOR_SIMULATED_DELAY", default=0.02)
 # Load the offline tokenizer when a server process starts rather than on its first request.

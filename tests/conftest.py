@@ -88,3 +88,11 @@ def redis_url() -> str:
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _reset_circuit_breakers() -> None:
+    """The breakers are per process: one test's failing upstream must not open another's."""
+    from llm.circuit import breakers
+
+    breakers.reset()
