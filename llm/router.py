@@ -11,13 +11,18 @@ import asyncio
 import dataclasses
 import json
 import logging
+import re
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
 from budget.errors import BudgetExceeded
@@ -185,13 +190,204 @@ def _route_table_for(path: str) -> RouteTable:
 
 
 def route_table() -> RouteTable:
-    return _route_table_for(settings.RHETOR_TASK_CONFIG)
+    """This worker's route table (sync code: commands, admin, tests)."""
+    return _worker_routes.get()
+
+
+async def aroute_table() -> RouteTable:
+    """This worker's route table, for the request path: no query, no await in steady state."""
+    return await _worker_routes.aget()
+
+
+def route_table_changed() -> None:
+    """Tell every worker to reload the routes: a new shared version, and this worker's
+    copy dropped at once."""
+    cache.set(ROUTES_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    _worker_routes.invalidate()
 
 
 # --- Validation of explicit choices --------------------------------------------------------
 
 
 def validate_target(provider_id: str, model: str | None) -> Target:
+def seed_routes() -> dict[str, Route]:
+    """What an empty route table is seeded with: the built-in routes (and `summarize`),
+    overridden and extended by RHETOR_TASK_CONFIG."""
+    return dict(_route_table_for(settings.RHETOR_TASK_CONFIG).routes)
+
+
+# --- The route table of the database, cached per worker ---------------------------------------
+#
+# Task routes are TaskRoute rows, edited in the admin or with `routes_import`. Each worker
+# keeps the table in memory and, at most every RHETOR_ROUTES_RECHECK_SECONDS, compares the
+# version it loaded with the shared version in the cache (Redis with REDIS_URL, else the
+# process's locmem cache). The `task_route_*` services bump the version when their
+# transaction commits, so every worker reloads within that interval (the one that saved at
+# once); in steady state a lookup costs no query and, between checks, no cache round trip.
+
+ROUTES_VERSION_KEY = "rhetor:task_routes:version"
+# Ollama serves whatever has been pulled: any well-formed name is accepted.
+OLLAMA_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")
+ROUTE_TEMPERATURE_MAX = 2
+
+
+def model_known(provider_id: str, model: str) -> bool:
+    """Is `model` one of the provider's catalogue (for Ollama: a well-formed name)?"""
+    provider = get_provider(provider_id)
+    if provider is None:
+        return False
+    if provider.knows_model(model):
+        return True
+    return provider_id == "ollama" and bool(OLLAMA_MODEL_NAME.match(model))
+
+
+def _target_error(provider_id: str, model: str) -> str | None:
+    if provider_id not in PROVIDER_ORDER:
+        return UNKNOWN_PROVIDER.format(provider=provider_id, known=", ".join(PROVIDER_ORDER))
+    if not model_known(provider_id, model):
+        provider = get_provider(provider_id)
+        known = ", ".join(m.id for m in provider.models()) if provider else ""
+        return UNKNOWN_MODEL.format(model=model, provider=provider_id, known=known)
+    return None
+
+
+def route_target_errors(*, provider: str, model: str, fallbacks: Any) -> dict[str, list[str]]:
+    """What is wrong with a route's provider, model and fallback chain (field -> messages);
+    empty when the route may be saved."""
+    errors: dict[str, list[str]] = {}
+    if provider not in PROVIDER_ORDER:
+        errors["provider"] = [_target_error(provider, model) or ""]
+    elif (error := _target_error(provider, model)) is not None:
+        errors["model"] = [error]
+    if not isinstance(fallbacks, list):
+        errors["fallbacks"] = ["The fallback chain must be a list of provider/model pairs."]
+        return errors
+    problems = []
+    for i, item in enumerate(fallbacks, start=1):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("provider"), str)
+            or not isinstance(item.get("model"), str)
+        ):
+            problems.append(f"Fallback {i} must name a provider and a model.")
+        elif (error := _target_error(item["provider"], item["model"])) is not None:
+            problems.append(f"Fallback {i}: {error}")
+    if problems:
+        errors["fallbacks"] = problems
+    return errors
+
+
+def route_from_row(row: Any) -> Route:
+    """The Route of a TaskRoute row."""
+    return Route(
+        name=row.name,
+        target=Target(row.provider, row.model),
+        temperature=float(row.temperature) if row.temperature is not None else None,
+        max_tokens=row.max_tokens,
+        fallbacks=tuple(Target(f["provider"], f["model"]) for f in row.fallbacks),
+        lower_max_tokens=row.lower_max_tokens,
+    )
+
+
+def route_to_spec(route: Route) -> dict[str, Any]:
+    """One route in the seed's task configuration format (what parse_task_config reads):
+    the first fallback as fallback_provider/fallback_model, the rest as `fallbacks`."""
+    options: dict[str, Any] = {}
+    if route.temperature is not None:
+        options["temperature"] = route.temperature
+    if route.max_tokens is not None:
+        options["max_tokens"] = route.max_tokens
+    if route.fallbacks:
+        first, *rest = route.fallbacks
+        options["fallback_provider"] = first.provider
+        options["fallback_model"] = first.model
+        if rest:
+            options["fallbacks"] = [{"provider": t.provider, "model": t.model} for t in rest]
+    if route.lower_max_tokens:
+        options["lower_max_tokens"] = True
+    spec: dict[str, Any] = {"provider": route.target.provider, "model": route.target.model}
+    if options:
+        spec["options"] = options
+    return spec
+
+
+def load_route_table() -> RouteTable:
+    """The route table from the database (sync; seeds an empty table first)."""
+    from llm.models import TaskRoute
+    from llm.services import task_routes_seed
+
+    rows = list(TaskRoute.objects.all())
+    if not rows:
+        task_routes_seed()
+        rows = list(TaskRoute.objects.all())
+    return build_route_table({r.name: route_from_row(r) for r in rows}, with_defaults=False)
+
+
+def _shared_version() -> str:
+    version = cache.get(ROUTES_VERSION_KEY)
+    if version is None:
+        # First worker up, or the cache was flushed: start a version (add: one wins).
+        cache.add(ROUTES_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+        version = cache.get(ROUTES_VERSION_KEY)
+    return str(version)
+
+
+class RouteTableCache:
+    """One worker's copy of the route table (see above)."""
+
+    def __init__(
+        self,
+        *,
+        loader: Callable[[], RouteTable] = load_route_table,
+        recheck_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.loader = loader
+        self._recheck = recheck_seconds
+        self.clock = clock
+        self.table: RouteTable | None = None
+        self.version: str | None = None
+        self.checked_at = 0.0
+        self.loads = 0
+
+    @property
+    def recheck_seconds(self) -> float:
+        if self._recheck is not None:
+            return self._recheck
+        return float(getattr(settings, "RHETOR_ROUTES_RECHECK_SECONDS", 1.0))
+
+    def fresh(self) -> RouteTable | None:
+        """The table, if it was checked recently enough to use without looking."""
+        if self.table is not None and self.clock() - self.checked_at < self.recheck_seconds:
+            return self.table
+        return None
+
+    def get(self) -> RouteTable:
+        table = self.fresh()
+        if table is not None:
+            return table
+        version = _shared_version()
+        if self.table is None or version != self.version:
+            self.table = self.loader()
+            self.version = version
+            self.loads += 1
+        self.checked_at = self.clock()
+        return self.table
+
+    async def aget(self) -> RouteTable:
+        table = self.fresh()
+        if table is not None:
+            return table
+        return await sync_to_async(self.get)()
+
+    def invalidate(self) -> None:
+        self.table = None
+        self.version = None
+
+
+_worker_routes = RouteTableCache()
+
+
     """An explicit provider (and model) from a client: unknown ones are a 400."""
     provider = get_provider(provider_id)
     if provider is None:

@@ -14,14 +14,17 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
 from budget.selectors import cheaper_alternatives
@@ -38,7 +41,7 @@ from contexts.services import (
 from contexts.summaries import SUMMARY_MAX_TOKENS
 from contexts.windowing import fit_with_summary, history_budget, item_cost, truncate_to_tokens
 from llm.errors import StreamInterrupted
-from llm.models import DefaultModel
+from llm.models import DefaultModel, TaskRoute
 from llm.providers import all_providers, get_provider
 from llm.providers.base import (
     ChatMessage,
@@ -52,11 +55,15 @@ from llm.router import (
     SIMULATED,
     OpenedStream,
     Plan,
+    Route,
     RouteOptions,
     Target,
+    _worker_routes,
+    aroute_table,
     open_stream,
     plan_targets,
-    route_table,
+    route_table_changed,
+    seed_routes,
     validate_target,
 )
 from llm.selectors import adefault_model_get
@@ -300,7 +307,8 @@ async def _default_target() -> Target | None:
 
 async def prepare(request: LLMRequest) -> Prepared:
     """Resolve the route and build what will be sent. Raises the request's 4xx errors."""
-    route = route_table().lookup(component=request.resolved_component, task_type=request.task_type)
+    table = await aroute_table()
+    route = table.lookup(component=request.resolved_component, task_type=request.task_type)
     default_target = await _default_target() if route.name == "default" else None
     plan = await plan_targets(route=route, options=request.options, default_target=default_target)
 
@@ -544,3 +552,157 @@ def default_model_set(*, provider: str, model: str | None) -> DefaultModel:
         defaults={"provider": target.provider, "model": target.model},
     )
     return chosen
+
+
+# --- Task routes ---------------------------------------------------------------------------
+# Every write validates the route against the provider catalogues (TaskRoute.clean) and,
+# once committed, tells every worker to reload its route table (llm.router).
+
+
+def _routes_changed() -> None:
+    _worker_routes.invalidate()  # this worker, at once (its own transaction sees the write)
+    transaction.on_commit(route_table_changed)  # every worker, once committed
+
+
+def _temperature(value: Decimal | float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _fallback_list(fallbacks: Iterable[Target]) -> list[dict[str, str]]:
+    return [{"provider": t.provider, "model": t.model} for t in fallbacks]
+
+
+@transaction.atomic
+def task_route_create(
+    *,
+    name: str,
+    provider: str,
+    model: str,
+    temperature: Decimal | float | None = None,
+    max_tokens: int | None = None,
+    fallbacks: Iterable[Target] = (),
+    lower_max_tokens: bool = False,
+    description: str = "",
+) -> TaskRoute:
+    route = TaskRoute(
+        name=name,
+        provider=provider,
+        model=model,
+        temperature=_temperature(temperature),
+        max_tokens=max_tokens,
+        fallbacks=_fallback_list(fallbacks),
+        lower_max_tokens=lower_max_tokens,
+        description=description,
+    )
+    route.full_clean()
+    route.save()
+    _routes_changed()
+    return route
+
+
+@transaction.atomic
+def task_route_update(
+    *,
+    route: TaskRoute,
+    provider: str,
+    model: str,
+    temperature: Decimal | float | None,
+    max_tokens: int | None,
+    fallbacks: Iterable[Target],
+    lower_max_tokens: bool,
+    description: str | None = None,
+) -> TaskRoute:
+    """Change a route's target and options (its name stays: create another route)."""
+    route.provider = provider
+    route.model = model
+    route.temperature = _temperature(temperature)
+    route.max_tokens = max_tokens
+    route.fallbacks = _fallback_list(fallbacks)
+    route.lower_max_tokens = lower_max_tokens
+    if description is not None:
+        route.description = description
+    route.full_clean()
+    route.save()
+    _routes_changed()
+    return route
+
+
+TASK_ROUTE_DEFAULT_REQUIRED = (
+    "The default route cannot be deleted: every request that no other route claims uses it."
+)
+
+
+@transaction.atomic
+def task_route_delete(*, route: TaskRoute) -> None:
+    if route.name == "default":
+        raise ValidationError(TASK_ROUTE_DEFAULT_REQUIRED)
+    route.delete()
+    _routes_changed()
+
+
+def _route_row(route: Route, *, instance: TaskRoute | None = None) -> TaskRoute:
+    row = instance or TaskRoute(name=route.name)
+    row.provider = route.target.provider
+    row.model = route.target.model
+    row.temperature = _temperature(route.temperature)
+    row.max_tokens = route.max_tokens
+    row.fallbacks = _fallback_list(route.fallbacks)
+    row.lower_max_tokens = route.lower_max_tokens
+    return row
+
+
+def _validated_rows(routes: dict[str, Route], existing: dict[str, TaskRoute]) -> list[TaskRoute]:
+    """Rows for every route, or one ValidationError naming every route that is wrong."""
+    rows: list[TaskRoute] = []
+    problems: list[str] = []
+    for name, route in sorted(routes.items()):
+        row = _route_row(route, instance=existing.get(name))
+        try:
+            row.full_clean(validate_unique=False)
+        except ValidationError as exc:
+            for field_name, messages in exc.message_dict.items():
+                problems += [f"route {name!r}, {field_name}: {m}" for m in messages]
+        rows.append(row)
+    if problems:
+        raise ValidationError(problems)
+    return rows
+
+
+@transaction.atomic
+def task_routes_seed() -> int:
+    """Fill an empty route table from the built-in routes and RHETOR_TASK_CONFIG; a table
+    that has rows is left alone (so the operator's edits win over the seed). Idempotent,
+    and safe when workers race: a conflicting row is skipped. Returns the rows created."""
+    if TaskRoute.objects.exists():
+        return 0
+    rows = _validated_rows(seed_routes(), {})
+    created = TaskRoute.objects.bulk_create(rows, ignore_conflicts=True)
+    _routes_changed()
+    return len(created)
+
+
+@dataclass(frozen=True)
+class RoutesImported:
+    created: list[str]
+    updated: list[str]
+    deleted: list[str]
+
+
+@transaction.atomic
+def task_routes_import(*, routes: dict[str, Route], replace: bool = False) -> RoutesImported:
+    """Load routes (parsed from the seed format): all of them or none. Routes of the same
+    name are updated; with `replace`, routes missing from `routes` are deleted (the
+    `default` route must then be among them)."""
+    if replace and "default" not in routes:
+        raise ValidationError(TASK_ROUTE_DEFAULT_REQUIRED)
+    existing = {r.name: r for r in TaskRoute.objects.select_for_update()}
+    rows = _validated_rows(routes, existing)
+    created = [r.name for r in rows if r.pk is None]
+    updated = [r.name for r in rows if r.pk is not None]
+    deleted = sorted(set(existing) - set(routes)) if replace else []
+    if deleted:
+        TaskRoute.objects.filter(name__in=deleted).delete()
+    for row in rows:
+        row.save()
+    _routes_changed()
+    return RoutesImported(created=created, updated=updated, deleted=deleted)

@@ -209,5 +209,7 @@ RHETOR_BUDGET_WEEKLY_LIMIT = env.str("RHETOR_BUDGET_WEEKLY_LIMIT", default="")
 RHETOR_BUDGET_MONTHLY_LIMIT = env.str("RHETOR_BUDGET_MONTHLY_LIMIT", default="")
 RHETOR_ALLOW_BUDGET_BYPASS = env.bool("RHETOR_ALLOW_BUDGET_BYPASS", default=False)
 
+# How often (seconds) each worker checks whether the task routes were edited (llm.router).
+RHETOR_ROUTES_RECHECK_SECONDS = env.float("RHETOR_ROUTES_RECHECK_SECONDS", default=1.0)
 HERMES_API_URL = env.str("HERMES_API_URL", default="")
 ENGRAM_URL = env.str("ENGRAM_URL", default="")

@@ -1,4 +1,5 @@
-"""Route lookup, task configuration and fallback planning (no database, no network)."""
+"""Route lookup, task configuration and fallback planning (no network; the route table
+itself lives in the database, so the tests of `route_table()` use `db`)."""
 
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -118,13 +119,13 @@ def test_lookup_order(_case: str, component: str | None, task_type: str, expecte
     assert table.lookup(component=component, task_type=task_type).name == expected
 
 
-def test_unknown_task_type_is_refused() -> None:
+def test_unknown_task_type_is_refused(db) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(UnknownTaskType) as info:
         route_table().lookup(component=None, task_type="poetry")
     assert info.value.details["field"] == "task_type"
 
 
-def test_task_config_file_is_read_from_the_setting(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_task_config_file_is_read_from_the_setting(db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "tasks.json"
     path.write_text(json.dumps(SEED_EXAMPLE))
     settings.RHETOR_TASK_CONFIG = str(path)
