@@ -161,12 +161,20 @@ class RouteTable:
         raise ImproperlyConfigured("the default task route is missing")  # pragma: no cover
 
 
-def build_route_table(routes: dict[str, Route]) -> RouteTable:
+def build_route_table(routes: dict[str, Route], *, with_defaults: bool = True) -> RouteTable:
+    """The table of `routes`, over the built-in DEFAULT_ROUTES (`with_defaults`, what the
+    seed does) or alone (the database's routes are the whole truth: a deleted route falls
+    through the lookup order; only `default` always exists)."""
     task_types = set(DEFAULT_ROUTES) | {"summarize"}
     for name in routes:
         # "ergon_code" adds nothing new; "translation" adds a task type. A component-only
         # route ("ergon") also becomes accepted as a task type, which is harmless.
         task_types.add(name.rsplit("_", 1)[-1] if "_" in name else name)
+    if not with_defaults:
+        return RouteTable(
+            routes={"default": DEFAULT_ROUTES["default"], **routes},
+            task_types=frozenset(task_types),
+        )
     merged = {**DEFAULT_ROUTES, **routes}
     if "summarize" not in merged:
         # Summaries go to the cheapest route by default; an operator may override it.
@@ -189,27 +197,6 @@ def _route_table_for(path: str) -> RouteTable:
     return build_route_table(parse_task_config(data))
 
 
-def route_table() -> RouteTable:
-    """This worker's route table (sync code: commands, admin, tests)."""
-    return _worker_routes.get()
-
-
-async def aroute_table() -> RouteTable:
-    """This worker's route table, for the request path: no query, no await in steady state."""
-    return await _worker_routes.aget()
-
-
-def route_table_changed() -> None:
-    """Tell every worker to reload the routes: a new shared version, and this worker's
-    copy dropped at once."""
-    cache.set(ROUTES_VERSION_KEY, uuid.uuid4().hex, timeout=None)
-    _worker_routes.invalidate()
-
-
-# --- Validation of explicit choices --------------------------------------------------------
-
-
-def validate_target(provider_id: str, model: str | None) -> Target:
 def seed_routes() -> dict[str, Route]:
     """What an empty route table is seeded with: the built-in routes (and `summarize`),
     overridden and extended by RHETOR_TASK_CONFIG."""
@@ -388,6 +375,27 @@ class RouteTableCache:
 _worker_routes = RouteTableCache()
 
 
+def route_table() -> RouteTable:
+    """This worker's route table (sync code: commands, admin, tests)."""
+    return _worker_routes.get()
+
+
+async def aroute_table() -> RouteTable:
+    """This worker's route table, for the request path: no query, no await in steady state."""
+    return await _worker_routes.aget()
+
+
+def route_table_changed() -> None:
+    """Tell every worker to reload the routes: a new shared version, and this worker's
+    copy dropped at once."""
+    cache.set(ROUTES_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    _worker_routes.invalidate()
+
+
+# --- Validation of explicit choices --------------------------------------------------------
+
+
+def validate_target(provider_id: str, model: str | None) -> Target:
     """An explicit provider (and model) from a client: unknown ones are a 400."""
     provider = get_provider(provider_id)
     if provider is None:
