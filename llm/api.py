@@ -130,6 +130,8 @@ def _database_ok() -> str | None:
 async def health_get(request: HttpRequest) -> HttpResponse:
     from django.conf import settings
 
+    from llm.circuit import breaker_summary
+
     problem = await sync_to_async(_database_ok)()
     body: dict[str, Any] = {
         "status": "unhealthy" if problem else "healthy",
@@ -137,6 +139,8 @@ async def health_get(request: HttpRequest) -> HttpResponse:
         "version": settings.RHETOR_VERSION,
         "timestamp": iso_timestamp(),
         "providers": await provider_availability(),
+        # "provider/model" -> "open" | "half_open" for every circuit that is not closed.
+        "circuit_breakers": breaker_summary(),
     }
     if problem:
         body["reason"] = problem

@@ -8,6 +8,20 @@ OpenAI, Anthropic and Ollama. It records every request and fails on demand.
     upstream.last_request("anthropic").json["system"]
     upstream.stop()
 
+The fault menu (each for the next `times` matching requests; `path` a provider name or path):
+
+    fail(status, retry_after=)      an HTTP error with the provider's error body (429, 5xx, ...)
+    stall(seconds)                  nothing at all for `seconds` (a read timeout)
+    stall(seconds, after_headers=True)   200 and headers, then silence
+    cut(after_chunks=N)             N text chunks, then the connection closes mid-body
+    malformed(after_chunks=N)       a broken JSON frame after N chunks (or a broken JSON body)
+    truncate() / drop_final()       no closing events at all / no message_stop, [DONE], done
+    stream_error(status)            the provider's in-stream error event
+    reset_connection()              an RST instead of an answer
+    reset_connection(after_chunks=N)     an RST after N chunks of a stream
+    flap(503, fail=1, succeed=1)    alternately failing and answering (any fault, not only 503)
+    Blackhole()                     a port whose connections never complete (connect timeout)
+
 Routes: `POST /v1/chat/completions`, `GET /v1/models` (OpenAI); `POST /v1/messages`
 (Anthropic); `POST /api/chat`, `GET /api/tags` (Ollama). JSON or streaming by the body's
 `"stream"`. Streams are chunked (keep-alive) by default, or close-delimited.
@@ -75,6 +89,7 @@ FaultKind = Literal[
     "drop_final",  # the stream lacks only its last event: message_stop / [DONE] / done line
     "stream_error",  # an in-stream error event (`status`, `message`) after `after_chunks`
     "reset",  # reset the connection (RST) instead of answering
+    "reset_mid_stream",  # stream `after_chunks` chunks, then reset the connection (RST)
 ]
 # truncate, drop_final and stream_error concern streams: JSON answers ignore them.
 
@@ -94,6 +109,9 @@ class _ArmedFault:
     fault: Fault
     path: str | None
     remaining: int | None  # None: until cleared
+    # Flapping: of every `fail + succeed` matching requests the first `fail` get the fault.
+    cycle: tuple[int, int] | None = None
+    seen: int = 0
 
 
 @dataclass(frozen=True)
@@ -379,13 +397,49 @@ class FakeUpstream:
         fault = Fault("stream_error", status=status, message=message, after_chunks=after_chunks)
         self.inject(fault, path=path, times=times)
 
-    def reset_connection(self, *, path: str | None = None, times: int | None = 1) -> None:
-        self.inject(Fault("reset"), path=path, times=times)
+    def reset_connection(
+        self,
+        *,
+        after_chunks: int | None = None,
+        path: str | None = None,
+        times: int | None = 1,
+    ) -> None:
+        """An RST instead of an answer, or (after_chunks) in the middle of a stream."""
+        if after_chunks is None:
+            self.inject(Fault("reset"), path=path, times=times)
+        else:
+            fault = Fault("reset_mid_stream", after_chunks=after_chunks)
+            self.inject(fault, path=path, times=times)
+
+    def flap(
+        self,
+        fault: Fault | int = 503,
+        *,
+        fail: int = 1,
+        succeed: int = 1,
+        path: str | None = None,
+        times: int | None = None,
+    ) -> None:
+        """A flapping upstream: `fail` requests get `fault` (an HTTP status or any Fault),
+        the next `succeed` are answered normally, and so on; `times` counts the failures
+        (None: until cleared)."""
+        if fail < 1 or succeed < 1:
+            raise ValueError("fail and succeed must be at least 1")
+        if isinstance(fault, int):
+            fault = Fault("status", status=fault)
+        with self._lock:
+            self._faults.append(_ArmedFault(fault, path, times, cycle=(fail, succeed)))
 
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
             for armed in self._faults:
                 if _matches(armed.path, path):
+                    if armed.cycle is not None:
+                        fail, succeed = armed.cycle
+                        position = armed.seen % (fail + succeed)
+                        armed.seen += 1
+                        if position >= fail:
+                            return None
                     if armed.remaining is not None:
                         armed.remaining -= 1
                         if armed.remaining <= 0:
@@ -652,7 +706,7 @@ class FakeUpstream:
             send(frame)
         content = list(plan.content)
         stop_at = None
-        if fault is not None and kind in ("cut", "malformed", "stream_error"):
+        if fault is not None and kind in ("cut", "malformed", "stream_error", "reset_mid_stream"):
             stop_at = min(fault.after_chunks, len(content))
         for index, frame in enumerate(content):
             if index == stop_at:
@@ -664,6 +718,10 @@ class FakeUpstream:
         if fault is not None and kind == "cut":
             await writer.drain()
             writer.close()  # mid-body: no terminating chunk, or a short close-delimited body
+            return False
+        if fault is not None and kind == "reset_mid_stream":
+            await writer.drain()
+            _reset(writer)
             return False
         if fault is not None and kind == "malformed":
             send(plan.malformed)
@@ -706,6 +764,52 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+class Blackhole:
+    """A loopback port whose connections never complete: it listens with a zero backlog
+    and never accepts, and its accept queue is filled at once, so the kernel drops every
+    new SYN and a client's connect attempt times out (what an unreachable host or a
+    firewall that drops packets looks like).
+
+        with Blackhole() as hole:
+            settings.ANTHROPIC_BASE_URL = hole.url   # connecting there times out
+    """
+
+    FILLERS = 4
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind((host, 0))
+        self._listener.listen(0)
+        self.port: int = self._listener.getsockname()[1]
+        self._fillers: list[socket.socket] = []
+        for _ in range(self.FILLERS):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            filler.connect_ex((host, self.port))  # EINPROGRESS: it stays pending, the point
+            self._fillers.append(filler)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def close(self) -> None:
+        for sock in [*self._fillers, self._listener]:
+            sock.close()
+        self._fillers.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def main(argv: list[str] | None = None) -> None:
