@@ -16,6 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from pydantic import ValidationError
 
+from budget.live import BUDGET_GROUP
 from budget.selectors import budget_status
 from contexts.services import context_group
 from llm.errors import StreamInterrupted
@@ -197,6 +198,10 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
     async def change_subscription(
         self, kind: str, payload: dict[str, Any], frame: dict[str, Any], context: str
     ) -> None:
+        if payload.get("budget") is True:
+            await self.change_budget_subscription(kind, frame)
+            if not (payload.get("context") or payload.get("context_id")):
+                return
         try:
             parsed = WsContextIn.model_validate(payload)
         except ValidationError as exc:
@@ -225,3 +230,21 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
                     {"source": "SUBSCRIBER"},
                 )
             )
+
+    # --- budget events (budget.live) -------------------------------------------------------
+
+    async def change_budget_subscription(self, kind: str, frame: dict[str, Any]) -> None:
+        """`SUBSCRIBE` / `UNSUBSCRIBE` with `payload.budget: true`: budget warnings and
+        refusals from every process arrive as BUDGET_WARNING / BUDGET_EXCEEDED frames."""
+        if kind == "SUBSCRIBE":
+            await self.channel_layer.group_add(BUDGET_GROUP, self.channel_name)
+            self.subscriptions.add(BUDGET_GROUP)
+            status = "subscribed"
+        else:
+            await self.channel_layer.group_discard(BUDGET_GROUP, self.channel_name)
+            self.subscriptions.discard(BUDGET_GROUP)
+            status = "unsubscribed"
+        await self.send_frame("RESPONSE", {"status": status, "budget": True}, frame)
+
+    async def budget_event(self, event: dict[str, Any]) -> None:
+        await self.send_json(self.frame(event["kind"], event["payload"], {"source": "OPERATOR"}))

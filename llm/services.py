@@ -27,6 +27,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from budget.errors import BudgetExceeded
+from budget.live import abudget_publish_exceeded, abudget_publish_warnings
 from budget.selectors import cheaper_alternatives
 from budget.services import Reservation, abudget_reserve, abudget_settle
 from contexts.models import Message
@@ -530,8 +532,24 @@ async def llm_stream_open(request: LLMRequest) -> LLMStream:
     clients get a real status code instead of a broken 200 stream."""
     prepared = await prepare(request)
     meter = BudgetMeter(prepared)
-    opened = await open_stream(plan=prepared.plan, build_request=prepared.builder, metering=meter)
-    return LLMStream(prepared, opened, meter)
+    origin = {
+        "context": request.context_id,
+        "component": request.resolved_component,
+        "task_type": request.task_type,
+    }
+    try:
+        opened = await open_stream(
+            plan=prepared.plan, build_request=prepared.builder, metering=meter
+        )
+    except BudgetExceeded as exc:
+        # Operators subscribed to budget events see the refusal as it happens.
+        await abudget_publish_exceeded(body=exc.as_body(), origin=origin)
+        raise
+    stream = LLMStream(prepared, opened, meter)
+    await abudget_publish_warnings(
+        warnings=stream.warnings, origin=origin, provider=stream.provider, model=stream.model
+    )
+    return stream
 
 
 async def llm_complete(request: LLMRequest) -> LLMResult:
