@@ -1,6 +1,7 @@
 """The budget console: limits and prices editable (through the services), the ledger
 read-only with totals and a bounded-cost paginator, and a spend page with charts."""
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -10,8 +11,10 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from budget import charts, selectors, services
 from budget.models import (
@@ -107,6 +110,54 @@ class ComponentFilter(_ChoiceFromTableFilter):
         )
 
 
+class DayFilter(admin.SimpleListFilter):
+    """One local day (RHETOR_TIMEZONE): "what did Ergon spend yesterday" is two clicks."""
+
+    title = "day"
+    parameter_name = "day"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("today", "today"), ("yesterday", "yesterday")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("today", "yesterday"):
+            day = selectors.local_today()
+            if self.value() == "yesterday":
+                day -= dt.timedelta(days=1)
+            start, end = selectors.day_range(day=day)
+            return queryset.filter(created_at__gte=start, created_at__lt=end)
+        return queryset
+
+
+class PromptVersionFilter(admin.SimpleListFilter):
+    """Choices from the prompt tables (each version as "<prompt> v<n>"), not the ledger."""
+
+    title = "prompt version"
+    parameter_name = "prompt_version"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        from prompts.models import PromptVersion
+
+        versions = PromptVersion.objects.select_related("prompt").order_by(
+            "prompt__slug", "-version"
+        )
+        return [("none", "(no prompt)")] + [
+            (str(v.pk), f"{v.prompt.slug} v{v.version}") for v in versions
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value == "none":
+            return queryset.filter(prompt_version__isnull=True)
+        if value and str(value).isdigit():
+            return queryset.filter(prompt_version_id=int(value))
+        return queryset
+
+
+def _prompt_version_label(version: Any) -> str:
+    return f"{version.prompt.slug} v{version.version}"
+
+
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
@@ -124,11 +175,47 @@ class UsageRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "bypassed",
         "price_flag",
         "latency_ms",
+        "context_link",
+        "prompt_version_link",
     )
-    list_filter = (PeriodFilter, ProviderFilter, ModelFilter, ComponentFilter, "status", "source")
-    list_select_related = ("price",)
+    list_filter = (
+        DayFilter,
+        PeriodFilter,
+        ComponentFilter,
+        ProviderFilter,
+        ModelFilter,
+        PromptVersionFilter,
+        "status",
+        "source",
+    )
+    list_select_related = ("price", "prompt_version__prompt")
     raw_id_fields = ("price", "reservation", "prompt_version")
     search_fields = ("=request_id", "=context_id")
+    fields = (
+        "created_at",
+        "request_id",
+        "attempt",
+        "status",
+        "error",
+        "provider",
+        "model",
+        "component",
+        "task_type",
+        "context_link",
+        "prompt_version_link",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "reserved_usd",
+        "price",
+        "price_is_fallback",
+        "source",
+        "is_fallback",
+        "bypassed",
+        "latency_ms",
+        "other_attempts",
+    )
+    readonly_fields = fields
     date_hierarchy = "created_at"
     show_full_result_count = False
     paginator = CappedCountPaginator
@@ -152,6 +239,50 @@ class UsageRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def price_flag(self, obj: UsageRecord) -> bool:
         return obj.price_is_fallback
 
+    @admin.display(description="held (USD)")
+    def reserved_usd(self, obj: UsageRecord) -> str:
+        return usd(obj.reserved_nanos)
+
+    @admin.display(description="context", ordering="context_id")
+    def context_link(self, obj: UsageRecord) -> str:
+        if not obj.context_id:
+            return "-"
+        from contexts.models import Context
+
+        context = Context.objects.filter(context_id=obj.context_id).only("pk").first()
+        if context is None:  # deleted since: the id stays in the ledger
+            return obj.context_id
+        url = reverse("admin:contexts_context_change", args=[context.pk])
+        return format_html('<a href="{}">{}</a>', url, obj.context_id)
+
+    @admin.display(description="prompt version")
+    def prompt_version_link(self, obj: UsageRecord) -> str:
+        if obj.prompt_version_id is None:
+            return "-"
+        version = obj.prompt_version
+        if version is None:  # deleted since (no DB constraint): the id stays
+            return f"#{obj.prompt_version_id}"
+        url = reverse("admin:prompts_promptversion_change", args=[version.pk])
+        return format_html('<a href="{}">{}</a>', url, _prompt_version_label(version))
+
+    @admin.display(description="attempts of this request")
+    def other_attempts(self, obj: UsageRecord) -> str:
+        rows = UsageRecord.objects.filter(request_id=obj.request_id).order_by("attempt")
+        return format_html_join(
+            mark_safe("<br>"),
+            '<a href="{}">#{} {}/{}: {}</a>',
+            (
+                (
+                    reverse("admin:budget_usagerecord_change", args=[r.pk]),
+                    r.attempt,
+                    r.provider,
+                    r.model,
+                    r.status,
+                )
+                for r in rows
+            ),
+        )
+
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
@@ -165,7 +296,41 @@ class UsageRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 "output_tokens": totals.output_tokens,
                 "cost": usd(totals.cost_nanos),
             }
+            context["budget_breakdowns"] = self.breakdowns(context["cl"].queryset)
         return response
+
+    def breakdowns(self, qs: QuerySet[UsageRecord]) -> list[dict[str, Any]]:
+        """The filtered records' totals per model and per prompt version."""
+        from prompts.models import PromptVersion
+
+        by_version = selectors.usage_breakdown(qs, field="prompt_version")
+        versions = PromptVersion.objects.select_related("prompt").in_bulk(
+            [k for k, _ in by_version if k is not None]
+        )
+
+        def version_label(pk: int | None) -> str:
+            if pk is None:
+                return "(no prompt)"
+            return _prompt_version_label(versions[pk]) if pk in versions else f"#{pk}"
+
+        return [
+            {
+                "title": title,
+                "rows": [
+                    {
+                        "label": label(key),
+                        "count": t.count,
+                        "tokens": t.total_tokens,
+                        "cost": usd(t.cost_nanos),
+                    }
+                    for key, t in rows
+                ],
+            }
+            for title, rows, label in (
+                ("By model", selectors.usage_breakdown(qs, field="model"), str),
+                ("By prompt version", by_version, version_label),
+            )
+        ]
 
     def get_urls(self) -> list[URLPattern]:
         spend = path(

@@ -516,3 +516,119 @@ def daily_spend_by(
         if row["day"] in index:
             values[index[row["day"]]] += row["cost"] or 0
     return days_list, series
+
+
+# --- The operator dashboard ----------------------------------------------------------------------
+
+
+def day_range(*, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of one local day (RHETOR_TIMEZONE) as aware datetimes."""
+    return policies.window_bounds(period="daily", start=day, tz=settings.RHETOR_TIMEZONE)
+
+
+def local_today(*, at: dt.datetime | None = None) -> dt.date:
+    return policies.window_start(
+        period="daily", now=at or timezone.now(), tz=settings.RHETOR_TIMEZONE
+    )
+
+
+def percentile(sorted_values: Sequence[int], pct: int) -> int | None:
+    """Nearest-rank percentile of ascending values (None when there are none)."""
+    if not sorted_values:
+        return None
+    rank = max(1, -(-pct * len(sorted_values) // 100))  # ceil(pct/100 * n)
+    return sorted_values[rank - 1]
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """One provider/model over a time range: request attempts, failures, latency of the
+    answered attempts (p50/p95, milliseconds) and spend."""
+
+    provider: str
+    model: str
+    requests: int
+    errors: int
+    p50_ms: int | None
+    p95_ms: int | None
+    cost_nanos: int
+
+    @property
+    def error_rate(self) -> float:
+        return round(self.errors * 100 / self.requests, 1) if self.requests else 0.0
+
+
+def usage_stats_by_model(
+    *, since: dt.datetime, until: dt.datetime | None = None
+) -> list[ModelStats]:
+    """Per provider and model, busiest first. Two queries: the counts and spend grouped in
+    SQL, then the answered attempts' latencies (for the percentiles)."""
+    qs = UsageRecord.objects.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lt=until)
+    groups = (
+        qs.order_by()
+        .values("provider", "model")
+        .annotate(
+            n=Count("id"),
+            errors=Count("id", filter=Q(status=UsageRecord.Status.ERROR)),
+            cost=Sum("cost_nanos"),
+        )
+    )
+    latencies: dict[tuple[str, str], list[int]] = {}
+    ok = qs.filter(status=UsageRecord.Status.OK).order_by("latency_ms")
+    for provider, model, latency in ok.values_list("provider", "model", "latency_ms"):
+        latencies.setdefault((provider, model), []).append(latency)
+    stats = []
+    for row in groups:
+        values = latencies.get((row["provider"], row["model"]), [])
+        stats.append(
+            ModelStats(
+                provider=row["provider"],
+                model=row["model"],
+                requests=row["n"],
+                errors=row["errors"],
+                p50_ms=percentile(values, 50),
+                p95_ms=percentile(values, 95),
+                cost_nanos=row["cost"] or 0,
+            )
+        )
+    return sorted(stats, key=lambda s: (-s.requests, s.provider, s.model))
+
+
+def usage_failure_list(*, limit: int = 10) -> QuerySet[UsageRecord]:
+    """The newest failed attempts (status error), newest first."""
+    return UsageRecord.objects.filter(status=UsageRecord.Status.ERROR).order_by(
+        "-created_at", "-id"
+    )[:limit]
+
+
+def usage_breakdown(qs: QuerySet[UsageRecord], *, field: str) -> list[tuple[Any, UsageTotals]]:
+    """Totals of `qs` per value of `field` (e.g. model, prompt_version), costliest first."""
+    rows = (
+        qs.order_by()
+        .values(field)
+        .annotate(
+            cost=Sum("cost_nanos"), inp=Sum("input_tokens"), out=Sum("output_tokens"), n=Count("id")
+        )
+    )
+    result = [
+        (
+            row[field],
+            UsageTotals(
+                cost_nanos=row["cost"] or 0,
+                input_tokens=row["inp"] or 0,
+                output_tokens=row["out"] or 0,
+                count=row["n"],
+            ),
+        )
+        for row in rows
+    ]
+    return sorted(result, key=lambda kv: (-kv[1].cost_nanos, str(kv[0])))
+
+
+def component_spend_on(*, day: dt.date) -> list[tuple[str, UsageTotals]]:
+    """Spend per component on one local day (the dashboard's "yesterday" table)."""
+    start, end = day_range(day=day)
+    qs = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+    return [(k or "", v) for k, v in usage_breakdown(qs, field="component")]

@@ -3,11 +3,14 @@ messages and summaries inline and read-only, deletion through the service; model
 editable (the request path reads them within WINDOW_CACHE_TTL seconds)."""
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from contexts import services
 from contexts.errors import ContextNotFound
@@ -81,6 +84,7 @@ class ContextAdmin(admin.ModelAdmin[Context]):
         "summary_count",
         "token_count",
         "updated_at",
+        "usage_link",
     )
     list_filter = ("component",)
     search_fields = ("context_id", "component")
@@ -97,6 +101,7 @@ class ContextAdmin(admin.ModelAdmin[Context]):
         "token_count",
         "summary_count",
         "latest_summary_text",
+        "usage_link",
         "metadata",
         "created_at",
         "updated_at",
@@ -108,6 +113,13 @@ class ContextAdmin(admin.ModelAdmin[Context]):
     @admin.display(description="active messages")
     def active_messages(self, obj: Context) -> int:
         return obj.active_message_count
+
+    @admin.display(description="usage")
+    def usage_link(self, obj: Context) -> str:
+        url = reverse("admin:budget_usagerecord_changelist")
+        return format_html(
+            '<a href="{}?{}">usage ledger</a>', url, urlencode({"context_id": obj.context_id})
+        )
 
     @admin.display(description="latest summary")
     def latest_summary_text(self, obj: Context) -> str:

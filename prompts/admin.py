@@ -230,7 +230,11 @@ class PromptVersionInline(VersionHistoryInline):
         if not hasattr(version, "usage_requests"):
             return "—"
         tokens = version.usage_input_tokens + version.usage_output_tokens
-        return f"{version.usage_requests} / {tokens} / {_dollars(version.usage_cost_nanos)}"
+        text = f"{version.usage_requests} / {tokens} / {_dollars(version.usage_cost_nanos)}"
+        if not version.usage_requests:
+            return text
+        ledger = reverse("admin:budget_usagerecord_changelist")
+        return format_html('<a href="{}?prompt_version={}">{}</a>', ledger, version.pk, text)
 
     @admin.display(description="Actions")
     def actions(self, version: PromptVersion) -> str:
