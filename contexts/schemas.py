@@ -2,6 +2,7 @@
 
 from typing import Any, Literal
 
+from django.conf import settings
 from ninja import Schema
 from pydantic import AliasChoices, ConfigDict, Field
 
@@ -132,7 +133,7 @@ class MessageAddIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant", "system"] = "user"
-    content: str = Field(min_length=1, max_length=1_000_000)
+    content: str = Field(min_length=1, max_length=settings.RHETOR_MAX_MESSAGE_CHARS)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -25,6 +25,7 @@ from llm.selectors import default_choice_get, provider_availability
 from llm.services import llm_complete, llm_stream_open
 from llm.streaming import iso_timestamp, message_payload, usage_payload
 from rhetor_site.errors import RhetorError
+from rhetor_site.outages import outage_of
 
 logger = logging.getLogger("llm")
 abudget_status = sync_to_async(budget_status)
@@ -35,6 +36,7 @@ UNKNOWN_TYPE = (
     "Unknown message type {type!r}; expected LLM_REQUEST, CHAT_REQUEST, REGISTER, STATUS, "
     "SUBSCRIBE or UNSUBSCRIBE"
 )
+FRAME_TOO_LARGE = "The frame is {size} bytes; the limit is {limit} (RHETOR_MAX_WS_FRAME_BYTES)"
 
 
 def _validation_text(exc: ValidationError) -> str:
@@ -62,6 +64,11 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
     # --- frames --------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
+        if size > settings.RHETOR_MAX_WS_FRAME_BYTES:  # refused unread; the socket stays open
+            message = FRAME_TOO_LARGE.format(size=size, limit=settings.RHETOR_MAX_WS_FRAME_BYTES)
+            await self.send_error(message, context="unknown", request={}, code="frame_too_large")
+            return
         try:
             frame = json.loads(text_data or (bytes_data or b"").decode())
         except (ValueError, UnicodeDecodeError) as exc:
@@ -166,14 +173,21 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(exc.message, context=context, request=frame, code=exc.code)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception("WebSocket request failed")
-            await self.send_error(
-                "Internal error while handling the request",
-                context=context,
-                request=frame,
-                code="internal_error",
-            )
+        except Exception as exc:
+            outage = outage_of(exc)  # the database or Redis is down
+            if outage is not None:
+                logger.warning("WebSocket request failed: %s (%r)", outage.message, exc)
+                await self.send_error(
+                    outage.message, context=context, request=frame, code=outage.code
+                )
+            else:
+                logger.exception("WebSocket request failed")
+                await self.send_error(
+                    "Internal error while handling the request",
+                    context=context,
+                    request=frame,
+                    code="internal_error",
+                )
         await self.typing(False, context, frame)
 
     async def status_payload(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ extra keys (e.g. `streaming` to /stream).
 
 from typing import Any, Literal
 
+from django.conf import settings
 from ninja import Schema
 from pydantic import AliasChoices, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -77,7 +78,8 @@ class _RequestBase(Schema):
 
 
 class StreamIn(_RequestBase):
-    message: str = Field(min_length=1)
+    # Input limits (RHETOR_MAX_MESSAGE_CHARS, RHETOR_MAX_CHAT_MESSAGES): a 422 naming the field.
+    message: str = Field(min_length=1, max_length=settings.RHETOR_MAX_MESSAGE_CHARS)
 
     def llm_request(self) -> LLMRequest:
         return self._llm_request((ChatMessage("user", self.message),), whole=False)
@@ -98,11 +100,13 @@ class ChatMessageIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant", "system"]
-    content: str
+    content: str = Field(max_length=settings.RHETOR_MAX_MESSAGE_CHARS)
 
 
 class ChatIn(_RequestBase):
-    messages: list[ChatMessageIn] = Field(min_length=1)
+    messages: list[ChatMessageIn] = Field(
+        min_length=1, max_length=settings.RHETOR_MAX_CHAT_MESSAGES
+    )
     streaming: bool = False
 
     def llm_request(self) -> LLMRequest:

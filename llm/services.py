@@ -30,7 +30,7 @@ from django.utils import timezone
 from budget.errors import BudgetExceeded
 from budget.live import abudget_publish_exceeded, abudget_publish_warnings
 from budget.selectors import cheaper_alternatives
-from budget.services import Reservation, abudget_reserve, abudget_settle
+from budget.services import Reservation, abudget_reserve, abudget_settle_retrying
 from contexts.models import Message
 from contexts.selectors import EMPTY_HISTORY, acontext_history_for_request, acontext_window_for
 from contexts.services import (
@@ -71,6 +71,7 @@ from llm.router import (
 from llm.selectors import adefault_model_get
 from llm.tokens import count_tokens, estimate_messages_tokens, estimate_tokens
 from prompts.selectors import ResolvedPrompt, asystem_prompt_resolve
+from rhetor_site.outages import DATABASE_ERRORS
 
 logger = logging.getLogger("llm")
 acheaper_alternatives = sync_to_async(cheaper_alternatives)
@@ -276,14 +277,16 @@ class BudgetMeter:
     async def settle(
         self, hold: _Hold, *, usage: Usage | None, status: str, error: str = ""
     ) -> int | None:
-        record = await abudget_settle(
+        # Retried through a database outage, so an attempt that reached the provider keeps
+        # its usage record; None when it is still pending (the cost is not known yet).
+        record = await abudget_settle_retrying(
             reservation_id=hold.reservation.reservation_id,
             usage=usage,
             status=status,
             latency_ms=int((time.monotonic() - hold.started) * 1000),
             error=error[:2000],
         )
-        return int(record.cost_nanos)
+        return int(record.cost_nanos) if record is not None else None
 
     async def alternatives(self, *, target: Target) -> list[Target]:
         servable: list[tuple[str, str]] = []
@@ -499,16 +502,22 @@ class LLMStream:
             charged = await asyncio.shield(self._settle(status, usage, reply, error))
             # Shielded: a client disconnect cancels this task, but what was generated is
             # still stored.
-            stored = await asyncio.shield(
-                _astore_exchange(
-                    prepared=self.prepared,
-                    reply=reply,
-                    target=self.opened.target,
-                    usage=usage,
-                    status=status,
-                    error=error,
+            try:
+                stored = await asyncio.shield(
+                    _astore_exchange(
+                        prepared=self.prepared,
+                        reply=reply,
+                        target=self.opened.target,
+                        usage=usage,
+                        status=status,
+                        error=error,
+                    )
                 )
-            )
+            except DATABASE_ERRORS as exc:
+                # The database went away mid-request: the reply was served and its usage is
+                # settled (or pending); the turn cannot be added to the context.
+                logger.error("the exchange of %r was not stored: %r", self.context_id, exc)
+                stored = []
             await acontext_publish(context_id=self.context_id, messages=stored)
             self._compact_later()
             if end is not None:

@@ -3,11 +3,14 @@
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from rhetor_site.errors import RhetorError
+from rhetor_site.outages import RETRY_AFTER_SECONDS, outage_of
 
 logger = logging.getLogger("rhetor")
 
@@ -66,8 +69,28 @@ def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     )
 
 
+@api.exception_handler(RequestDataTooBig)
+def payload_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return api.create_response(
+        request,
+        {
+            "error": f"The request body is larger than the limit of {limit} bytes",
+            "code": "payload_too_large",
+            "limit": limit,
+        },
+        status=413,
+    )
+
+
 @api.exception_handler(Exception)
 def unexpected_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    outage = outage_of(exc)  # the database or Redis is down: 503, not a 500
+    if outage is not None:
+        logger.warning("%s on %s %s: %r", outage.message, request.method, request.path, exc)
+        response = api.create_response(request, outage.as_body(), status=outage.status)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     logger.exception("Unhandled error on %s %s", request.method, request.path)
     return api.create_response(
         request, {"error": "Internal server error", "code": "internal_error"}, status=500

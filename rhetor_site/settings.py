@@ -98,7 +98,11 @@ if _engine.endswith("sqlite3"):
     )
 elif "postgresql" in _engine:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = True
+    # A request waits at most this long for a pooled connection: when PostgreSQL is down it
+    # fails with 503 after that, instead of psycopg_pool's default 30 s.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "timeout": env.float("RHETOR_DB_POOL_TIMEOUT", default=10.0)
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
