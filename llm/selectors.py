@@ -1,8 +1,9 @@
 """Reads of the llm app."""
 
 from asgiref.sync import sync_to_async
+from django.db.models import QuerySet
 
-from llm.models import DefaultModel
+from llm.models import DefaultModel, TaskRoute
 from llm.providers import all_providers
 from llm.router import SIMULATED, first_available_real_target
 
@@ -28,3 +29,7 @@ async def default_choice_get(available: dict[str, bool]) -> tuple[str, str]:
     if target is not None:
         return target.provider, target.model
     return SIMULATED, all_providers()[SIMULATED].default_model()
+
+
+def task_route_list() -> QuerySet[TaskRoute]:
+    return TaskRoute.objects.order_by("name")
