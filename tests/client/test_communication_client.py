@@ -152,3 +152,22 @@ async def test_a_shared_httpx_client_is_used_and_left_open(live_url: str) -> Non
         still_open = await http.get("/health")
 
     assert still_open.status_code == 200
+
+
+async def test_the_readme_example_runs(live_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RHETOR_URL", live_url)
+    streamed: list[str] = []
+
+    async with await get_rhetor_communication_client() as chat:
+        conversation = await chat.create_conversation(name="planning", component="ergon")
+        cid = conversation["conversation_id"]
+        reply = await chat.send_message("What ships on Friday?", cid, task_type="chat")
+        async with chat.stream_message("And after that?", cid) as stream:
+            async for chunk in stream:
+                streamed.append(chunk)
+        analysis = await chat.analyze_conversation(cid, "summary")
+
+    assert reply["message"]
+    assert "".join(streamed) == stream.text
+    assert analysis["analysis"]["total_messages"] == 4
+    assert analysis["analysis"]["summary"]
