@@ -3,6 +3,9 @@ and one SQLite file; page A on worker 1 chats with the simulated provider and wa
 reply stream in; page B on worker 2, subscribed to the same context, sees the
 conversation appear live."""
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ import httpx
 import pytest
 
 from tests.client.live import serve, stop_server
+from tests.llm.test_serve import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -99,3 +103,55 @@ def test_the_page_shows_error_frames_and_non_streaming_replies_once(
     assert error.startswith("Error: Unknown message type 'NO_SUCH_TYPE'")
     assert [role for role, _ in messages(page)] == ["user", "assistant"]
     assert messages(watcher) == messages(page)
+
+
+def test_an_operator_page_on_one_worker_sees_budget_warnings_from_another(
+    browser: Any, two_workers: tuple[str, str], tmp_path: Path, screenshot: Any
+) -> None:
+    url_a, url_b = two_workers
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "rhetor_site.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'rhetor.sqlite3'}",
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "set_price",
+            "simulated",
+            "simulated-standard",
+            "--input",
+            "0.000001",
+            "--output",
+            "0.000001",
+            "--source",
+            "test",
+        ],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    limit = httpx.post(
+        f"{url_a}/budget/limit",
+        json={"period": "daily", "limit_amount": "0.000001", "enforcement": "warn"},
+        timeout=5,
+    )
+    assert limit.status_code == 200, limit.text
+    context = f"hephaestus:ui-{uuid.uuid4().hex[:8]}"
+    operator = browser.new_page()
+    operator.goto(f"{url_b}/ui/?context=ops:watch&budget=1")
+    operator.wait_for_selector('#subscription[data-subscribed="true"]')
+    user = open_chat(browser, url_a, context)
+
+    user.fill("#prompt", "An expensive question")
+    user.click("#send")
+    alert = operator.wait_for_selector('.alert[data-type="BUDGET_WARNING"]').inner_text()
+    user.wait_for_selector('.message[data-role="assistant"][data-state="done"]')
+    note = user.wait_for_selector('.message[data-role="system"] >> text=Budget:').inner_text()
+    screenshot(operator, "chat-page-operator-budget-warning")
+
+    assert f"Budget warning ({context})" in alert
+    assert "daily budget for all providers crossed" in alert
+    assert "daily budget for all providers crossed" in note
