@@ -6,6 +6,8 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query, Router
 
+from access.auth import BUDGET, listing_components
+from access.errors import COMPONENT_FORBIDDEN, Forbidden
 from budget import selectors, services
 from budget.policies import AmountError, nanos_from_usd, usd
 from budget.schemas import (
@@ -23,7 +25,9 @@ from budget.schemas import (
 )
 from rhetor_site.errors import InvalidInput
 
-router = Router(tags=["budget"])
+# GET needs budget:read, every other method budget:admin. A key pinned to components
+# (without budget:admin) reads only its components' usage.
+router = Router(tags=["budget"], auth=BUDGET)
 
 
 def _limit_out(lim: selectors.EffectiveLimit) -> dict[str, Any]:
@@ -116,15 +120,17 @@ def budget_policy_set(request: HttpRequest, body: PolicyIn) -> dict[str, Any]:
     "/budget/usage", response={200: UsageListOut, 422: ErrorOut}, operation_id="usage_record_list"
 )
 def usage_record_list(request: HttpRequest, filters: Query[UsageFilterIn]) -> dict[str, Any]:
-    records = list(
-        selectors.usage_record_list(
-            period=filters.period,
-            provider=filters.provider,
-            model=filters.model,
-            component=filters.component,
-            status=filters.status,
-        )[: filters.limit]
+    allowed = listing_components(request, filters.component, admin_scope="budget:admin")
+    queryset = selectors.usage_record_list(
+        period=filters.period,
+        provider=filters.provider,
+        model=filters.model,
+        component=filters.component,
+        status=filters.status,
     )
+    if allowed is not None:
+        queryset = queryset.filter(component__in=allowed)
+    records = list(queryset[: filters.limit])
     usage = [
         {
             "id": r.pk,
@@ -165,6 +171,9 @@ def usage_record_list(request: HttpRequest, filters: Query[UsageFilterIn]) -> di
     "/budget/summary", response={200: SummaryOut, 422: ErrorOut}, operation_id="usage_summary_get"
 )
 def usage_summary_get(request: HttpRequest, filters: Query[SummaryFilterIn]) -> dict[str, Any]:
+    if listing_components(request, None, admin_scope="budget:admin") is not None:
+        # The summary spans every component; a pinned key reads its own /budget/usage.
+        raise Forbidden(COMPONENT_FORBIDDEN.format(component="*"), scope="budget:admin")
     summary = selectors.usage_summary(period=filters.period, group_by=filters.grouping)
     return {
         "period": summary.period,

@@ -13,6 +13,14 @@ from ninja import Query, Router
 from ninja.responses import Status
 from pydantic import ValidationError as PydanticValidationError
 
+from access.auth import (
+    CONTEXTS,
+    acontext_guard,
+    component_for,
+    context_guard,
+    listing_components,
+    request_principal,
+)
 from contexts import selectors, services
 from contexts.errors import CONTEXT_NOT_FOUND, SEARCH_QUERY_REQUIRED, ContextNotFound
 from contexts.models import Context, Message
@@ -36,7 +44,8 @@ from contexts.schemas import (
 )
 from rhetor_site.errors import InvalidInput
 
-router = Router(tags=["contexts"])
+# A pinned key (without contexts:admin) reaches only its components' contexts.
+router = Router(tags=["contexts"], auth=CONTEXTS)
 
 SEARCH_DEFAULT_LIMIT = 5
 
@@ -102,6 +111,9 @@ def _context_or_404(context_id: str) -> Context:
 @router.get("/contexts", response={200: ContextListOut, 422: ErrorOut}, operation_id="context_list")
 def context_list(request: HttpRequest, filters: Query[ContextListIn]) -> dict[str, Any]:
     contexts = selectors.context_list(component=filters.component)
+    allowed = listing_components(request, filters.component, admin_scope="contexts:admin")
+    if allowed is not None:
+        contexts = contexts.filter(component__in=allowed)
     count = contexts.count()
     page = list(contexts[filters.offset : filters.offset + filters.limit])
     end = filters.offset + len(page)
@@ -122,6 +134,7 @@ def context_list(request: HttpRequest, filters: Query[ContextListIn]) -> dict[st
 def context_search(
     request: HttpRequest, context_id: str, params: Query[SearchQueryIn]
 ) -> dict[str, Any]:
+    context_guard(request, context_id)
     payload = _search_body(request)
     query = params.query or (payload.query if payload else None) or ""
     limit = params.limit or (payload.limit if payload else None) or SEARCH_DEFAULT_LIMIT
@@ -148,6 +161,7 @@ def context_search(
 async def context_summarize(
     request: HttpRequest, context_id: str, params: Query[SummarizeIn]
 ) -> dict[str, Any]:
+    await acontext_guard(request, context_id)
     summary = await services.acontext_summarize(context_id=context_id, max_tokens=params.max_tokens)
     return {"context_id": context_id, "summary": summary.content}
 
@@ -159,9 +173,15 @@ async def context_summarize(
 )
 def context_create(request: HttpRequest, payload: ContextCreateIn) -> Status[dict[str, Any]]:
     """An empty conversation (the Python client's `create_conversation`)."""
+    principal = request_principal(request)
+    component = payload.component
+    if not principal.has_scope("contexts:admin"):
+        component = component_for(
+            principal, component=component, context_id=payload.context_id or ""
+        )
     context = services.context_create(
         context_id=payload.context_id,
-        component=payload.component,
+        component=component,
         name=payload.name,
         metadata=payload.metadata,
     )
@@ -178,6 +198,7 @@ async def context_message_add(
 ) -> Status[dict[str, Any]]:
     """Append one message as is, without asking a model; subscribers of the context see
     it like any other message."""
+    await acontext_guard(request, context_id)
     message = await services.acontext_message_add(
         context_id=context_id,
         role=payload.role,
@@ -198,6 +219,7 @@ async def context_message_add(
 def context_analyze(request: HttpRequest, context_id: str) -> dict[str, Any]:
     """Counts over the whole conversation: messages and tokens per role, the time span,
     the models that answered, truncated turns and partial replies."""
+    context_guard(request, context_id)
     context = _context_or_404(context_id)
     analysis = selectors.context_analysis(context=context)
     total = analysis.total_messages
@@ -235,6 +257,7 @@ def context_analyze(request: HttpRequest, context_id: str) -> dict[str, Any]:
 def context_get(
     request: HttpRequest, context_id: str, params: Query[ContextGetIn]
 ) -> dict[str, Any]:
+    context_guard(request, context_id)
     context = _context_or_404(context_id)
     messages = selectors.context_messages_list(context=context, limit=params.limit)
     return {
@@ -250,6 +273,7 @@ def context_get(
     operation_id="context_delete",
 )
 def context_delete(request: HttpRequest, context_id: str) -> dict[str, Any]:
+    context_guard(request, context_id)
     services.context_delete(context_id=context_id)
     return {"success": True, "context_id": context_id}
 

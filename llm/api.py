@@ -13,6 +13,18 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
 
+from access.auth import (
+    ANY_KEY,
+    BUDGET_ADMIN,
+    MESSAGES,
+    PUBLIC,
+    aacting_request,
+    atokens_settle,
+    metered_stream_response,
+    request_charge,
+    request_principal,
+    usage_tokens,
+)
 from budget.selectors import budget_status
 from llm.providers import all_providers
 from llm.router import REAL_PROVIDERS
@@ -31,23 +43,34 @@ from llm.services import default_model_set, llm_complete, llm_stream_open
 from llm.streaming import iso_timestamp, message_payload, sse_response
 from prompts.selectors import prompt_list, template_list
 
-router = Router(tags=["llm"])
+router = Router(tags=["llm"], auth=MESSAGES)
 
 ERRORS: dict[int, type[ErrorOut]] = {
     400: ErrorOut,
+    401: ErrorOut,
     402: ErrorOut,
+    403: ErrorOut,
     404: ErrorOut,
     422: ErrorOut,
+    429: ErrorOut,
     502: ErrorOut,
     503: ErrorOut,
 }
 
 
-async def _answer(payload: MessageIn | ChatIn) -> HttpResponse:
-    request = payload.llm_request()
-    if payload.streaming:
-        return sse_response(await llm_stream_open(request))
-    result = await llm_complete(request)
+async def _answer(http: HttpRequest, payload: MessageIn | ChatIn | StreamIn) -> HttpResponse:
+    # A key pinned to components acts only as them (403 otherwise).
+    request = await aacting_request(request_principal(http), payload.llm_request())
+    charge = request_charge(http)
+    try:
+        if getattr(payload, "streaming", True):
+            stream = await llm_stream_open(request)
+            return metered_stream_response(http, sse_response(stream), stream)
+        result = await llm_complete(request)
+    except Exception:
+        await atokens_settle(charge, 0)  # not served: its estimated tokens are given back
+        raise
+    await atokens_settle(charge, usage_tokens(result.usage))
     return JsonResponse(message_payload(result))
 
 
@@ -57,12 +80,12 @@ async def _answer(payload: MessageIn | ChatIn) -> HttpResponse:
     summary="Send a message (JSON, or SSE with streaming: true)",
 )
 async def message_send(request: HttpRequest, payload: MessageIn) -> HttpResponse:
-    return await _answer(payload)
+    return await _answer(request, payload)
 
 
 @router.post("/chat", response={200: MessageOut, **ERRORS}, summary="Send a chat conversation")
 async def chat_send(request: HttpRequest, payload: ChatIn) -> HttpResponse:
-    return await _answer(payload)
+    return await _answer(request, payload)
 
 
 @router.post(
@@ -81,13 +104,18 @@ async def chat_send(request: HttpRequest, payload: ChatIn) -> HttpResponse:
     },
 )
 async def stream_send(request: HttpRequest, payload: StreamIn) -> HttpResponse:
-    return sse_response(await llm_stream_open(payload.llm_request()))
+    return await _answer(request, payload)
 
 
 # --- Providers -----------------------------------------------------------------------------
 
 
-@router.get("/providers", response=ProvidersOut, summary="Providers, their models and the default")
+@router.get(
+    "/providers",
+    response=ProvidersOut,
+    summary="Providers, their models and the default",
+    auth=ANY_KEY,
+)
 async def providers_list(request: HttpRequest) -> dict[str, Any]:
     available = await provider_availability()
     providers = {
@@ -107,7 +135,10 @@ async def providers_list(request: HttpRequest) -> dict[str, Any]:
 
 
 @router.post(
-    "/provider", response={200: ProviderSetOut, **ERRORS}, summary="Set the default provider"
+    "/provider",
+    response={200: ProviderSetOut, **ERRORS},
+    summary="Set the default provider",
+    auth=BUDGET_ADMIN,
 )
 def provider_set(request: HttpRequest, payload: ProviderSetIn) -> dict[str, Any]:
     chosen = default_model_set(provider=payload.provider_id, model=payload.model_id)
@@ -126,7 +157,7 @@ def _database_ok() -> str | None:
     return None
 
 
-@router.get("/health", response={200: dict, 503: dict}, summary="Health check")
+@router.get("/health", response={200: dict, 503: dict}, summary="Health check", auth=PUBLIC)
 async def health_get(request: HttpRequest) -> HttpResponse:
     from django.conf import settings
 
@@ -174,7 +205,7 @@ def _catalogue_counts() -> dict[str, Any]:
     }
 
 
-@router.get("/", summary="Service information")
+@router.get("/", summary="Service information", auth=PUBLIC)
 async def root_get(request: HttpRequest) -> dict[str, Any]:
     from django.conf import settings
 

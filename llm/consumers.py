@@ -16,7 +16,20 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from pydantic import ValidationError
 
+from access.auth import (
+    aacting_request,
+    atokens_settle,
+    context_check,
+    estimate_tokens_of,
+    principal_for,
+    rate_limit_hit,
+    require_scope,
+    usage_tokens,
+    ws_token,
+)
+from access.errors import Unauthorized
 from budget.live import BUDGET_GROUP
+from budget.ratelimit import TokenCharge
 from budget.selectors import budget_status
 from contexts.services import context_group
 from llm.errors import StreamInterrupted
@@ -47,11 +60,37 @@ def _validation_text(exc: ValidationError) -> str:
     return "Invalid request: " + "; ".join(parts)
 
 
+async_principal_for = sync_to_async(principal_for)
+async_context_check = sync_to_async(context_check)
+async_rate_limit_hit = sync_to_async(rate_limit_hit, thread_sensitive=False)
+
+
 class RhetorConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.tasks: set[asyncio.Task[None]] = set()
         self.subscriptions: set[str] = set()
+        # The API key: X-API-Key / Authorization: Bearer, or ?api_key= for browsers. Without
+        # a valid one (when auth is required) the handshake is refused (HTTP 403).
+        self.token = ws_token(self.scope)
+        try:
+            self.principal = await async_principal_for(self.token)
+        except Unauthorized:
+            await self.close(code=4401)
+            return
         await self.accept()
+
+    async def authorize(self, *scopes: str, any_of: bool = False) -> None:
+        """Re-check the key (cached; a revocation reaches open sockets within
+        RHETOR_API_KEY_CACHE_SECONDS) and the scopes a frame needs."""
+        self.principal = await async_principal_for(self.token)
+        require_scope(self.principal, *scopes, any_of=any_of)
+
+    async def send_rhetor_error(
+        self, exc: RhetorError, *, context: str, request: dict[str, Any]
+    ) -> None:
+        payload = {"error": exc.message, "code": exc.code, "context": context}
+        payload.update({k: v for k, v in exc.details.items() if k not in payload})
+        await self.send_frame("ERROR", payload, request)
 
     async def disconnect(self, code: int) -> None:
         for task in list(self.tasks):
@@ -118,7 +157,15 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
                     _validation_text(exc), context=context, request=frame, code="validation_error"
                 )
                 return
-            task = asyncio.create_task(self.run_request(parsed, frame))
+            try:
+                await self.authorize("messages")
+                charge = await async_rate_limit_hit(
+                    self.principal, tokens=estimate_tokens_of(len(json.dumps(payload)))
+                )
+            except RhetorError as exc:
+                await self.send_rhetor_error(exc, context=context, request=frame)
+                return
+            task = asyncio.create_task(self.run_request(parsed, frame, charge))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         elif kind == "REGISTER":
@@ -141,11 +188,18 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
             "UPDATE", {"status": "typing", "isTyping": on, "context": context}, request
         )
 
-    async def run_request(self, parsed: WsMessageIn | WsChatIn, frame: dict[str, Any]) -> None:
+    async def run_request(
+        self,
+        parsed: WsMessageIn | WsChatIn,
+        frame: dict[str, Any],
+        charge: TokenCharge | None = None,
+    ) -> None:
         context = parsed.context_id
         await self.typing(True, context, frame)
+        served: int | None = 0  # tokens to settle the rate limit with (0: not served)
         try:
-            request = parsed.llm_request()
+            # A key pinned to components acts only as them.
+            request = await aacting_request(self.principal, parsed.llm_request())
             if parsed.streaming:
                 stream = await llm_stream_open(request)
                 base = {"model": stream.model, "provider": stream.provider, "context": context}
@@ -155,11 +209,13 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
                             "UPDATE", {"chunk": chunk, **base, "done": False}, frame
                         )
                 except StreamInterrupted as exc:
+                    served = None  # what the provider used is not known: the estimate stands
                     await self.send_frame(
                         "UPDATE", {"chunk": "", **base, "done": True, "error": exc.message}, frame
                     )
                 else:
                     result = stream.result
+                    served = usage_tokens(result.usage) if result is not None else None
                     done: dict[str, Any] = {"chunk": "", **base, "done": True}
                     if result is not None:
                         done["usage"] = usage_payload(result)
@@ -168,10 +224,11 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
                     await self.send_frame("UPDATE", done, frame)
             else:
                 result = await llm_complete(request)
+                served = usage_tokens(result.usage)
                 await self.send_frame("RESPONSE", message_payload(result), frame)
         except RhetorError as exc:
-            await self.send_error(exc.message, context=context, request=frame, code=exc.code)
-        except asyncio.CancelledError:
+            await self.send_rhetor_error(exc, context=context, request=frame)
+        except asyncio.CancelledError:  # the socket closed: the estimate stands
             raise
         except Exception as exc:
             outage = outage_of(exc)  # the database or Redis is down
@@ -188,6 +245,7 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
                     request=frame,
                     code="internal_error",
                 )
+        await atokens_settle(charge, served)
         await self.typing(False, context, frame)
 
     async def status_payload(self) -> dict[str, Any]:
@@ -222,6 +280,13 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(
                 _validation_text(exc), context=context, request=frame, code="validation_error"
             )
+            return
+        try:
+            await self.authorize("messages", "contexts:admin", any_of=True)
+            if not self.principal.has_scope("contexts:admin"):
+                await async_context_check(self.principal, parsed.context_id)
+        except RhetorError as exc:
+            await self.send_rhetor_error(exc, context=context, request=frame)
             return
         group = context_group(parsed.context_id)
         if kind == "SUBSCRIBE":

@@ -20,6 +20,15 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
+from access.auth import (
+    MESSAGES,
+    aacting_request,
+    atokens_settle,
+    metered_stream_response,
+    request_charge,
+    request_principal,
+    usage_tokens,
+)
 from budget.policies import usd
 from llm.errors import StreamInterrupted
 from llm.openai_format import (
@@ -40,7 +49,7 @@ from rhetor_site.errors import RhetorError
 
 logger = logging.getLogger("llm")
 
-router = Router(tags=["openai"])
+router = Router(tags=["openai"], auth=MESSAGES)
 
 _DOC_RESPONSES = {
     "responses": {
@@ -153,14 +162,19 @@ def _stream_response(stream: LLMStream, call: ChatCall) -> StreamingHttpResponse
 async def chat_completion_create(request: HttpRequest) -> HttpResponse:
     try:
         call = parse_chat_request(request.body, request.headers, routes=await _routes())
+        # A key pinned to components acts only as them (403 otherwise).
+        llm_request = await aacting_request(request_principal(request), call.request)
         if call.stream:
-            return _stream_response(await llm_stream_open(call.request), call)
-        result = await llm_complete(call.request)
+            stream = await llm_stream_open(llm_request)
+            return metered_stream_response(request, _stream_response(stream, call), stream)
+        result = await llm_complete(llm_request)
     except RhetorError as exc:
+        await atokens_settle(request_charge(request), 0)  # not served: tokens given back
         return _error_response(exc)
     except Exception:
         logger.exception("Unhandled error on POST /v1/chat/completions")
         return _json(internal_error_body(), 500)
+    await atokens_settle(request_charge(request), usage_tokens(result.usage))
     headers = _rhetor_headers(
         provider=result.provider, fallback=result.fallback, warnings=result.budget_warnings
     )

@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from ninja import Query, Router, Schema
 from ninja.responses import Status
 
+from access.auth import PROMPTS, PROMPTS_READ, components_allowed, request_principal, require_scope
 from prompts import selectors, services
 from prompts.comparison import text_metrics, unified_diff
 from prompts.errors import ContentInvalid
@@ -48,7 +49,8 @@ from prompts.schemas import (
     TemplateVersionsOut,
 )
 
-router = Router(tags=["prompts"])
+# GET needs prompts:read, every other method prompts:write (reads sent by POST say so).
+router = Router(tags=["prompts"], auth=PROMPTS)
 
 E400 = {400: ErrorOut}
 E404 = {404: ErrorOut}
@@ -63,7 +65,7 @@ RUN_ACTIVE_ONLY = (
 
 def _actor(request: HttpRequest) -> str:
     auth = getattr(request, "auth", None)
-    if auth is None or auth is True:
+    if auth is None or auth is True or getattr(auth, "is_anonymous", False):
         return "api"
     return str(getattr(auth, "name", None) or auth)
 
@@ -202,7 +204,9 @@ def template_create(request: HttpRequest, payload: TemplateCreateIn) -> Status[d
     return Status(201, _template_detail(template, chosen))
 
 
-@router.post("/templates/render", response={200: TemplateRenderOut, **E400, **E404})
+@router.post(
+    "/templates/render", response={200: TemplateRenderOut, **E400, **E404}, auth=PROMPTS_READ
+)
 def template_render(request: HttpRequest, payload: TemplateRenderIn) -> dict[str, Any]:
     template = selectors.template_get(template_id=payload.template_id)
     version = selectors.template_version_get(
@@ -284,6 +288,7 @@ def prompt_list(request: HttpRequest, filters: Query[PromptFilters]) -> dict[str
 
 @router.post("/prompts", response={201: PromptDetailOut, **E404, **E409, **E422})
 def prompt_create(request: HttpRequest, payload: PromptCreateIn) -> Status[dict[str, Any]]:
+    components_allowed(request_principal(request), payload.component)  # pinned keys: own only
     parent = selectors.prompt_get(prompt_id=payload.parent_id) if payload.parent_id else None
     prompt = services.prompt_create(
         name=payload.name,
@@ -382,10 +387,16 @@ def _compare_prepare(payload: PromptCompareIn) -> tuple[dict[str, Any], str]:
 _acompare_prepare = sync_to_async(_compare_prepare)
 
 
-@router.post("/prompts/compare", response={200: PromptCompareOut, **E400, **E404, **E422})
+@router.post(
+    "/prompts/compare",
+    response={200: PromptCompareOut, **E400, **E404, **E422},
+    auth=PROMPTS_READ,
+)
 async def prompt_compare(request: HttpRequest, payload: PromptCompareIn) -> dict[str, Any]:
     """Both prompts side by side with a unified diff, their variables and lengths; with
     `run: true` and a `message`, each prompt's reply from the same route and model."""
+    if payload.run:  # a run asks a model: it is messaging
+        require_scope(request_principal(request), "messages")
     comparison, component = await _acompare_prepare(payload)
     if payload.run:
         comparison["results"] = await _compare_run(payload, comparison, component)
@@ -459,7 +470,11 @@ def _cost_text(cost: object) -> str | None:
 # --- Prompt generation and personalities -------------------------------------------------
 
 
-@router.post("/prompts/generate", response={200: PromptGenerateOut, **E400, **E404, **E422})
+@router.post(
+    "/prompts/generate",
+    response={200: PromptGenerateOut, **E400, **E404, **E422},
+    auth=PROMPTS_READ,
+)
 def prompt_generate(request: HttpRequest, payload: PromptGenerateIn) -> dict[str, Any]:
     """Compose a system prompt for a task: the component's prompt (rendered with
     `variables` and the string entries of `context`), a personality, the context and

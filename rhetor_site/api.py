@@ -1,5 +1,6 @@
 """The one NinjaAPI, mounted at the site root, and the one error shape."""
 
+import json
 import logging
 from typing import Any
 
@@ -9,6 +10,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from access.auth import ALL_SCOPES
+from access.errors import Forbidden, RateLimited, Unauthorized
 from rhetor_site.errors import RhetorError
 from rhetor_site.outages import RETRY_AFTER_SECONDS, outage_of
 
@@ -20,6 +23,9 @@ api = NinjaAPI(
     description="The LLM gateway of the Tekton multi-AI system.",
     docs_url="/docs",
     urls_namespace="rhetor",
+    # Each router declares the scope its operations need (access.auth); an operation that
+    # declares nothing needs every scope, so a forgotten declaration fails closed.
+    auth=ALL_SCOPES,
 )
 
 
@@ -32,6 +38,40 @@ def _location(loc: list[Any]) -> str:
 @api.exception_handler(RhetorError)
 def rhetor_error(request: HttpRequest, exc: RhetorError) -> HttpResponse:
     return api.create_response(request, exc.as_body(), status=exc.status)
+
+
+def _access_response(request: HttpRequest, exc: RhetorError) -> HttpResponse:
+    # The OpenAI-compatible /v1 endpoints answer in OpenAI's error shape, so SDKs map them.
+    if request.path.startswith("/v1/"):
+        from llm.openai_format import error_answer
+
+        answer = error_answer(exc)
+        response = HttpResponse(
+            json.dumps(answer.body), status=answer.status, content_type="application/json"
+        )
+        for name, value in answer.headers.items():
+            response[name] = value
+        return response
+    return api.create_response(request, exc.as_body(), status=exc.status)
+
+
+@api.exception_handler(Unauthorized)
+def unauthorized(request: HttpRequest, exc: Unauthorized) -> HttpResponse:
+    response = _access_response(request, exc)
+    response["WWW-Authenticate"] = 'Bearer realm="rhetor"'
+    return response
+
+
+@api.exception_handler(Forbidden)
+def forbidden(request: HttpRequest, exc: Forbidden) -> HttpResponse:
+    return _access_response(request, exc)
+
+
+@api.exception_handler(RateLimited)
+def rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
+    response = _access_response(request, exc)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(ValidationError)

@@ -4,12 +4,16 @@ subclasses; `rhetor_site.api` maps them once to the contract's error shape
 
 from typing import Any
 
+from access.redaction import redact, redact_value
+
 
 class RhetorError(Exception):
     status: int = 400
     code: str = "bad_request"
 
     def __init__(self, message: str, **details: Any) -> None:
+        # Whatever an upstream echoed back, no key leaves in an error (access.redaction).
+        message, details = redact(message), redact_value(details)
         super().__init__(message)
         self.message = message
         self.details = details

@@ -40,6 +40,35 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 # Browser origins (besides the site itself) allowed to use the API and the WebSocket,
 # e.g. the Tekton UI: "http://localhost:8080". Nothing else.
 RHETOR_CORS_ORIGINS = env.list("RHETOR_CORS_ORIGINS", default=[])
+# django-cors-headers answers preflights and adds the CORS headers for exactly these
+# origins; any other origin gets no CORS header at all (so its page cannot read replies).
+CORS_ALLOWED_ORIGINS = RHETOR_CORS_ORIGINS
+CORS_ALLOW_HEADERS = (
+    *("accept", "authorization", "content-type", "user-agent", "x-requested-with"),
+    "x-api-key",
+)
+CORS_EXPOSE_HEADERS = ["Retry-After"]
+
+# --- HTTPS and cookies (manage.py check --deploy passes with RHETOR_SECURE_HTTPS=true) -----
+# Behind a TLS-terminating proxy, set RHETOR_SECURE_PROXY_SSL_HEADER=true so Django trusts
+# its X-Forwarded-Proto (only if the proxy always sets it).
+RHETOR_SECURE_HTTPS = env.bool("RHETOR_SECURE_HTTPS", default=False)
+if env.bool("RHETOR_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("RHETOR_SECURE_SSL_REDIRECT", default=RHETOR_SECURE_HTTPS)
+# Load balancers probe /health over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
+SECURE_HSTS_SECONDS = env.int(
+    "RHETOR_SECURE_HSTS_SECONDS", default=31_536_000 if RHETOR_SECURE_HTTPS else 0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
+    "RHETOR_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=RHETOR_SECURE_HTTPS
+)
+SECURE_HSTS_PRELOAD = env.bool("RHETOR_SECURE_HSTS_PRELOAD", default=RHETOR_SECURE_HTTPS)
+SESSION_COOKIE_SECURE = env.bool("RHETOR_SECURE_COOKIES", default=RHETOR_SECURE_HTTPS)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "daphne",
@@ -50,6 +79,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "corsheaders",
+    "access",
     "llm",
     "prompts",
     "budget",
@@ -57,6 +88,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -165,12 +197,24 @@ LOGGING = {
 RHETOR_VERSION = "0.2.0"
 RHETOR_HOST = env.str("RHETOR_HOST", default="127.0.0.1")
 RHETOR_PORT = env.int("RHETOR_PORT", default=8300)
+# Access (access/auth.py). Unset: API keys are required unless RHETOR_HOST is loopback;
+# true/false forces either way.
+RHETOR_REQUIRE_AUTH: bool | None = (
+    env.bool("RHETOR_REQUIRE_AUTH") if env.str("RHETOR_REQUIRE_AUTH", default="") else None
+)
+# How long a worker trusts its cached copy of a key: a revocation takes effect within it.
+RHETOR_API_KEY_CACHE_SECONDS = env.float("RHETOR_API_KEY_CACHE_SECONDS", default=5.0)
+# Per-key limits for keys that set none (0: unlimited); shared across workers via Redis.
+RHETOR_RATE_LIMIT_RPM = env.int("RHETOR_RATE_LIMIT_RPM", default=600)
+RHETOR_RATE_LIMIT_TPM = env.int("RHETOR_RATE_LIMIT_TPM", default=1_000_000)
 # Providers Rhetor may use; a real one is enabled only when it is configured (key set,
 # or for Ollama, reachable).
 RHETOR_PROVIDERS = env.list(
     "RHETOR_PROVIDERS", default=["anthropic", "openai", "ollama", "simulated"]
 )
 RHETOR_TASK_CONFIG = env.str("RHETOR_TASK_CONFIG", default="")
+# How often (seconds) each worker checks whether the task routes were edited (llm.router).
+RHETOR_ROUTES_RECHECK_SECONDS = env.float("RHETOR_ROUTES_RECHECK_SECONDS", default=1.0)
 RHETOR_PROVIDER_TIMEOUT = env.float("RHETOR_PROVIDER_TIMEOUT", default=120.0)
 RHETOR_CONNECT_TIMEOUT = env.float("RHETOR_CONNECT_TIMEOUT", default=5.0)
 # Circuit breaker per provider+model (llm/circuit.py): open after this many consecutive
@@ -213,7 +257,5 @@ RHETOR_BUDGET_WEEKLY_LIMIT = env.str("RHETOR_BUDGET_WEEKLY_LIMIT", default="")
 RHETOR_BUDGET_MONTHLY_LIMIT = env.str("RHETOR_BUDGET_MONTHLY_LIMIT", default="")
 RHETOR_ALLOW_BUDGET_BYPASS = env.bool("RHETOR_ALLOW_BUDGET_BYPASS", default=False)
 
-# How often (seconds) each worker checks whether the task routes were edited (llm.router).
-RHETOR_ROUTES_RECHECK_SECONDS = env.float("RHETOR_ROUTES_RECHECK_SECONDS", default=1.0)
 HERMES_API_URL = env.str("HERMES_API_URL", default="")
 ENGRAM_URL = env.str("ENGRAM_URL", default="")
