@@ -99,7 +99,7 @@ def test_dashboard_shows_spend_models_failures_and_providers(
     assert "$0.00375 of $0.01 (37.5%)" in page
     assert 'id="spend-daily" data-level="ok"' in response.content.decode()
     assert "anthropic claude-3-haiku-20240307 10 0 0.0% 500 ms 1000 ms $0.00375" in page
-    assert "openai gpt-4o 1 1 100.0% - - $0" in page
+    assert "openai gpt-4o 1 1 100.0% - - $0.00 " in page
     assert FAILURE in page
     assert reverse("admin:budget_usagerecord_change", args=[ledger.failure.pk]) in (
         response.content.decode()
