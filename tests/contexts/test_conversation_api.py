@@ -163,3 +163,21 @@ def test_a_context_whose_id_ends_in_messages_is_still_readable(db: None, client:
 
     assert response.status_code == 200
     assert response.json()["context_id"] == "odd/messages"
+
+
+@pytest.mark.parametrize(
+    ("_case", "path", "body"),
+    [
+        ("id", "/contexts", {"context_id": "a\x00b"}),
+        ("metadata", "/contexts", {"context_id": "a", "metadata": {"k": ["x\x00"]}}),
+        ("content", "/contexts/c/messages", {"content": "x\x00y"}),
+    ],
+)
+def test_nul_characters_are_refused_before_the_database(
+    db: None, client: Client, _case: str, path: str, body: dict
+) -> None:
+    response = post(client, path, body)
+
+    assert response.status_code == 422
+    assert "NUL" in response.json()["error"]
+    assert not Message.objects.exists()

@@ -193,3 +193,11 @@ def test_generate_rejects_bad_input(client_api, db, _case, body, status, code) -
 
     assert response.status_code == status
     assert response.json()["code"] == (code or "personality_not_found")
+
+
+def test_personality_with_a_nul_character_is_a_422(client_api, db) -> None:
+    response = client_api.post("/personalities", json={"name": "x", "examples": ["a\x00"]})
+
+    assert response.status_code == 422
+    assert "NUL" in response.json()["error"]
+    assert not Personality.objects.exists()
