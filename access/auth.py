@@ -100,10 +100,35 @@ def listens_on_loopback(host: str | None = None) -> bool:
 
 def auth_required() -> bool:
     """RHETOR_REQUIRE_AUTH when set; else required unless Rhetor listens on loopback."""
+    return auth_required_for(settings.RHETOR_HOST)
+
+
+def auth_required_for(host: str) -> bool:
     forced = getattr(settings, "RHETOR_REQUIRE_AUTH", None)
-    if forced is not None:
-        return bool(forced)
-    return not listens_on_loopback()
+    return bool(forced) if forced is not None else not listens_on_loopback(host)
+
+
+def access_notice(host: str) -> str:
+    """The startup log line that says who may call a server listening on `host`."""
+    if auth_required_for(host):
+        return (
+            "API keys required: every request except GET / and GET /health needs a valid "
+            "key (X-API-Key or Authorization: Bearer); make one with manage.py create_api_key."
+        )
+    why = (
+        "RHETOR_REQUIRE_AUTH=false"
+        if getattr(settings, "RHETOR_REQUIRE_AUTH", None) is False
+        else "listening on loopback only"
+    )
+    return (
+        f"ANONYMOUS ACCESS: requests without an API key get every scope ({why}). "
+        "Set RHETOR_REQUIRE_AUTH=true to require keys."
+    )
+
+
+def insecure_secret_key() -> bool:
+    """The built-in development SECRET_KEY is in use."""
+    return str(settings.SECRET_KEY).startswith("rhetor-insecure-")
 
 
 # --- keys ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the workers and unregister.
 """
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from access.auth import access_notice, insecure_secret_key, listens_on_loopback
 from llm.hermes import HermesRegistrar
 
 
@@ -51,6 +53,11 @@ class Command(BaseCommand):
                 "More than one worker needs REDIS_URL: the in-memory channel layer cannot "
                 "reach across processes."
             )
+        if not listens_on_loopback(host) and insecure_secret_key() and not settings.DEBUG:
+            raise CommandError(
+                f"Refusing to listen on {host} with the development SECRET_KEY: set "
+                "DJANGO_SECRET_KEY (see README, Security)."
+            )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -72,7 +79,13 @@ class Command(BaseCommand):
             "rhetor_site.asgi:application",
         ]
         children = [
-            subprocess.Popen(command, pass_fds=(fd,), preexec_fn=_die_with_parent)  # noqa: S603
+            # The workers decide anonymous access from RHETOR_HOST: give them --host's value.
+            subprocess.Popen(  # noqa: S603
+                command,
+                pass_fds=(fd,),
+                preexec_fn=_die_with_parent,
+                env={**os.environ, "RHETOR_HOST": host},
+            )
             for _ in range(workers)
         ]
         shown = f"[{host}]" if ":" in host else host
@@ -82,6 +95,8 @@ class Command(BaseCommand):
                 f"worker{'s' if workers != 1 else ''}; admin: http://{shown}:{port}/admin/"
             )
         )
+        notice = access_notice(host)
+        self.stdout.write(self.style.WARNING(notice) if "ANONYMOUS" in notice else notice)
         try:
             asyncio.run(self._supervise(children, host=shown, port=port))
         finally:
