@@ -14,6 +14,7 @@ from llm import services
 from llm.models import DefaultModel, TaskRoute
 from llm.providers import PROVIDER_ORDER
 from llm.router import Target
+from llm.selectors import default_model_get
 
 admin.site.index_template = "admin/rhetor_index.html"
 admin.site.site_header = "Rhetor operator console"
@@ -88,9 +89,21 @@ class TaskRouteAdmin(admin.ModelAdmin[TaskRoute]):
     readonly_fields = ("created_at", "updated_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: TaskRoute | None = None) -> Any:
+        if obj is not None and obj.name == "default":
+            return ("name", "default_model_note", *self.readonly_fields)
         if obj is not None:  # a route's name is what requests look it up by
             return ("name", *self.readonly_fields)
         return self.readonly_fields
+
+    @admin.display(description="POST /provider choice")
+    def default_model_note(self, obj: TaskRoute) -> str:
+        chosen = default_model_get()
+        if chosen is None:
+            return "none: this route's model serves the requests no other route claims"
+        return (
+            f"{chosen}: it answers the requests this route would, while its provider is "
+            "available (delete it under Default models to use this route's model)"
+        )
 
     @admin.display(description="provider/model", ordering="provider")
     def target(self, obj: TaskRoute) -> str:

@@ -269,3 +269,17 @@ def test_an_edited_route_shows_its_chain_and_the_default_cannot_be_deleted(
     )
     assert delete.status_code == 403
     assert TaskRoute.objects.filter(name="default").exists()
+
+
+def test_the_default_route_says_when_post_provider_overrides_it(admin_client: Any) -> None:
+    from llm.services import default_model_set
+
+    task_routes_seed()
+    default = TaskRoute.objects.get(name="default")
+    url = reverse("admin:llm_taskroute_change", args=[default.pk])
+    assert "none: this route&#x27;s model serves" in admin_client.get(url).content.decode()
+
+    default_model_set(provider="simulated", model="simulated-fast")
+
+    page = text_of(admin_client.get(url))
+    assert "simulated/simulated-fast: it answers the requests this route would" in page
