@@ -9,6 +9,7 @@ service stores and meters what was generated).
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -66,6 +67,29 @@ async_rate_limit_hit = sync_to_async(rate_limit_hit, thread_sensitive=False)
 
 
 class RhetorConsumer(AsyncJsonWebsocketConsumer):
+    # The channel layer (Redis) may go away under an open socket. channels would let the
+    # failing layer receive end the consumer; instead the socket keeps serving its frames
+    # and the layer is read again, with backoff, until Redis is back.
+    @property
+    def channel_receive(self) -> Callable[[], Awaitable[dict[str, Any]]]:
+        return self._receive_from_layer
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self._layer_receive = receive
+
+    async def _receive_from_layer(self) -> dict[str, Any]:
+        delay = 0.5
+        while True:
+            try:
+                return await self._layer_receive()
+            except Exception as exc:
+                if outage_of(exc) is None:
+                    raise
+                logger.warning("channel layer unavailable, retrying in %.1fs: %r", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     async def connect(self) -> None:
         self.tasks: set[asyncio.Task[None]] = set()
         self.subscriptions: set[str] = set()
@@ -116,7 +140,17 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(frame, dict):
             await self.send_error("A frame must be a JSON object", context="unknown", request={})
             return
-        await self.dispatch_frame(frame)
+        try:
+            await self.dispatch_frame(frame)
+        except Exception as exc:
+            outage = outage_of(exc)  # e.g. SUBSCRIBE while Redis is down: the socket stays
+            if outage is None:
+                raise
+            payload = frame.get("payload")
+            context = payload.get("context") if isinstance(payload, dict) else None
+            await self.send_error(
+                outage.message, context=str(context or "unknown"), request=frame, code=outage.code
+            )
 
     def frame(self, type_: str, payload: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {
