@@ -59,10 +59,10 @@ ERRORS: dict[int, type[ErrorOut]] = {
 
 
 async def _answer(http: HttpRequest, payload: MessageIn | ChatIn | StreamIn) -> HttpResponse:
-    # A key pinned to components acts only as them (403 otherwise).
-    request = await aacting_request(request_principal(http), payload.llm_request())
     charge = request_charge(http)
     try:
+        # A key pinned to components acts only as them (403 otherwise).
+        request = await aacting_request(request_principal(http), payload.llm_request())
         if getattr(payload, "streaming", True):
             stream = await llm_stream_open(request)
             return metered_stream_response(http, sse_response(stream), stream)
