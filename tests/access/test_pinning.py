@@ -151,3 +151,32 @@ def test_it_cannot_create_another_components_prompt(client: Client, ergon: dict[
     assert response.status_code == 403
     own = post(client, "/prompts", {**body, "name": "Ergon planner", "component": "ergon"}, ergon)
     assert own.status_code == 201
+
+
+def test_the_openai_endpoint_is_pinned_and_answers_in_openais_shape(
+    client: Client, ergon: dict[str, str]
+) -> None:
+    body = {"model": "rhetor/chat", "messages": [{"role": "user", "content": "hi"}]}
+    token = ergon["HTTP_X_API_KEY"]
+
+    other = client.post(
+        "/v1/chat/completions",
+        json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        HTTP_X_RHETOR_COMPONENT="telos",
+    )
+    own = client.post(
+        "/v1/chat/completions",
+        json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    no_key = client.post("/v1/chat/completions", json.dumps(body), content_type="application/json")
+
+    assert other.status_code == 403
+    assert other.json()["error"]["code"] == "forbidden"
+    assert own.status_code == 200, own.content
+    assert set(UsageRecord.objects.values_list("component", flat=True)) == {"ergon"}
+    assert no_key.status_code == 401
+    assert no_key.json()["error"]["code"] == "unauthorized"
