@@ -24,5 +24,6 @@ ENGRAM_URL = ""
 TEST_NON_SERIALIZED_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]
 # Several test runs on one PostgreSQL server (parallel checkouts, helpers) each need their
 # own test database: RHETOR_TEST_DB_NAME names it (default Django's "test_<name>").
-if os.environ.get("RHETOR_TEST_DB_NAME"):
+# (SQLite tests run in memory.)
+if os.environ.get("RHETOR_TEST_DB_NAME") and "postgresql" in DATABASES["default"]["ENGINE"]:
     DATABASES["default"]["TEST"] = {"NAME": os.environ["RHETOR_TEST_DB_NAME"]}
