@@ -50,6 +50,7 @@ from budget.selectors import (
     model_price_get,
 )
 from llm.providers.base import Usage
+from rhetor_site.db import released
 from rhetor_site.errors import InvalidInput
 
 logger = logging.getLogger("budget")
@@ -587,8 +588,10 @@ def budget_settle(
     )
 
 
-abudget_reserve = sync_to_async(budget_reserve)
-abudget_settle = sync_to_async(budget_settle)
+# The async twins give a pooled connection back as soon as they are done (rhetor_site.db):
+# a request must not hold one across its provider call.
+abudget_reserve = sync_to_async(released(budget_reserve))
+abudget_settle = sync_to_async(released(budget_settle))
 
 
 # --- Settling through a database outage -------------------------------------------------------
@@ -606,7 +609,7 @@ def _budget_settle_reconnecting(**kwargs: object) -> UsageRecord:
     return budget_settle(**kwargs)  # type: ignore[arg-type]
 
 
-_abudget_settle_reconnecting = sync_to_async(_budget_settle_reconnecting)
+_abudget_settle_reconnecting = sync_to_async(released(_budget_settle_reconnecting))
 
 
 async def abudget_settle_retrying(

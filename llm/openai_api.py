@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
@@ -43,7 +42,7 @@ from llm.openai_format import (
     route_names,
 )
 from llm.providers import all_providers
-from llm.router import RouteTable, route_table
+from llm.router import RouteTable, aroute_table
 from llm.services import LLMResult, LLMStream, llm_complete, llm_stream_open
 from rhetor_site.errors import RhetorError
 
@@ -92,7 +91,7 @@ _DOC_RESPONSES = {
 
 
 async def _routes() -> RouteTable:
-    return await sync_to_async(route_table)()
+    return await aroute_table()
 
 
 def _json(

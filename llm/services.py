@@ -32,7 +32,12 @@ from budget.live import abudget_publish_exceeded, abudget_publish_warnings
 from budget.selectors import cheaper_alternatives
 from budget.services import Reservation, abudget_reserve, abudget_settle_retrying
 from contexts.models import Message
-from contexts.selectors import EMPTY_HISTORY, acontext_history_for_request, acontext_window_for
+from contexts.selectors import (
+    EMPTY_HISTORY,
+    HistoryBundle,
+    acontext_window_for,
+    context_history_for_request,
+)
 from contexts.services import (
     NewMessage,
     acontext_publish,
@@ -68,13 +73,14 @@ from llm.router import (
     seed_routes,
     validate_target,
 )
-from llm.selectors import adefault_model_get
+from llm.selectors import default_model_get
 from llm.tokens import count_tokens, estimate_messages_tokens, estimate_tokens
-from prompts.selectors import ResolvedPrompt, asystem_prompt_resolve
+from prompts.selectors import ResolvedPrompt, system_prompt_resolve
+from rhetor_site.db import released
 from rhetor_site.outages import DATABASE_ERRORS
 
 logger = logging.getLogger("llm")
-acheaper_alternatives = sync_to_async(cheaper_alternatives)
+acheaper_alternatives = sync_to_async(released(cheaper_alternatives))
 
 DEFAULT_CONTEXT_WINDOW = 8192
 # The worst case reserved when neither the route nor the request sets max_tokens.
@@ -305,29 +311,51 @@ def _split_system(messages: tuple[ChatMessage, ...]) -> tuple[list[str], tuple[C
     return system, turns
 
 
-async def _default_target() -> Target | None:
-    chosen: DefaultModel | None = await adefault_model_get()
-    return Target(chosen.provider, chosen.model) if chosen else None
+@dataclass(frozen=True)
+class _Loaded:
+    default_target: Target | None
+    prompt: ResolvedPrompt | None
+    bundle: HistoryBundle
 
 
-async def prepare(request: LLMRequest) -> Prepared:
-    """Resolve the route and build what will be sent. Raises the request's 4xx errors."""
-    table = await aroute_table()
-    route = table.lookup(component=request.resolved_component, task_type=request.task_type)
-    default_target = await _default_target() if route.name == "default" else None
-    plan = await plan_targets(route=route, options=request.options, default_target=default_target)
-
-    prompt = await asystem_prompt_resolve(
+def _load_request(*, request: LLMRequest, default_route: bool) -> _Loaded:
+    """What a request reads from the database, in one step: the operator's default model
+    (for the default route), the system prompt and the stored history. One thread hop
+    instead of one per read, and the pooled connection is released right after."""
+    chosen: DefaultModel | None = default_model_get() if default_route else None
+    prompt = system_prompt_resolve(
         prompt_id=request.prompt_id,
         component=request.resolved_component or None,
         task_type=request.task_type,
         variables=request.prompt_variables,
     )
     bundle = (
-        await acontext_history_for_request(context_id=request.context_id)
+        context_history_for_request(context_id=request.context_id)
         if request.store
         else EMPTY_HISTORY
     )
+    return _Loaded(
+        default_target=Target(chosen.provider, chosen.model) if chosen else None,
+        prompt=prompt,
+        bundle=bundle,
+    )
+
+
+_aload_request = sync_to_async(released(_load_request))
+
+
+async def prepare(request: LLMRequest) -> Prepared:
+    """Resolve the route and build what will be sent. Raises the request's 4xx errors."""
+    table = await aroute_table()
+    route = table.lookup(component=request.resolved_component, task_type=request.task_type)
+    default_route = route.name == "default"
+    if default_route or request.store or request.prompt_id or request.resolved_component:
+        loaded = await _aload_request(request=request, default_route=default_route)
+    else:
+        # A stateless request without component or prompt reads nothing: no thread hop.
+        loaded = _Loaded(default_target=None, prompt=None, bundle=EMPTY_HISTORY)
+    default_target, prompt, bundle = loaded.default_target, loaded.prompt, loaded.bundle
+    plan = await plan_targets(route=route, options=request.options, default_target=default_target)
     stored = [HistoryItem(m.role, m.content, m.tokens) for m in bundle.messages]
     system_parts: list[str] = [prompt.text] if prompt else []
     summary: str | None = None
@@ -397,7 +425,7 @@ def _store_exchange(
     )
 
 
-_astore_exchange = sync_to_async(_store_exchange)
+_astore_exchange = sync_to_async(released(_store_exchange))
 
 
 class LLMStream:
@@ -503,16 +531,18 @@ class LLMStream:
             # Shielded: a client disconnect cancels this task, but what was generated is
             # still stored.
             try:
-                stored = await asyncio.shield(
-                    _astore_exchange(
-                        prepared=self.prepared,
-                        reply=reply,
-                        target=self.opened.target,
-                        usage=usage,
-                        status=status,
-                        error=error,
+                stored: list[Message] = []
+                if self.prepared.request.store:  # a stateless request: no thread hop
+                    stored = await asyncio.shield(
+                        _astore_exchange(
+                            prepared=self.prepared,
+                            reply=reply,
+                            target=self.opened.target,
+                            usage=usage,
+                            status=status,
+                            error=error,
+                        )
                     )
-                )
             except DATABASE_ERRORS as exc:
                 # The database went away mid-request: the reply was served and its usage is
                 # settled (or pending); the turn cannot be added to the context.

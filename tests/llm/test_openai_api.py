@@ -6,6 +6,9 @@ upstreams of tests/fakes, so every answer, failure and usage figure is known.
 """
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,8 @@ import openai
 import pytest
 from asgiref.sync import sync_to_async
 
+from access.auth import forget_key
+from access.services import api_key_create
 from budget.models import UsageRecord
 from budget.services import budget_limit_set
 from contexts.models import Context, Message
@@ -29,14 +34,22 @@ USER_HI = [{"role": "user", "content": "Hi"}]
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[openai.AsyncOpenAI]:
+async def api_key() -> AsyncIterator[str]:
+    """A real key with the `messages` scope: the SDK always sends one."""
+    created = await sync_to_async(api_key_create)(name="sdk", scopes="messages")
+    yield created.token
+    forget_key()
+
+
+@pytest.fixture
+async def client(api_key: str) -> AsyncIterator[openai.AsyncOpenAI]:
     from rhetor_site.asgi import application
 
     http = httpx2.AsyncClient(
         transport=httpx2.ASGITransport(app=application), base_url="http://127.0.0.1"
     )
     sdk = openai.AsyncOpenAI(
-        api_key="rk_test", base_url="http://127.0.0.1/v1", http_client=http, max_retries=0
+        api_key=api_key, base_url="http://127.0.0.1/v1", http_client=http, max_retries=0
     )
     yield sdk
     await sdk.close()
@@ -464,7 +477,28 @@ def test_the_sdk_streams_through_a_real_server_to_a_real_upstream(
         tmp_path,
     )
     try:
-        sdk = openai.OpenAI(api_key="rk_test", base_url=f"{url}/v1", max_retries=0, timeout=10)
+        token = subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "create_api_key",
+                "--name",
+                "e2e",
+                "--scopes",
+                "messages",
+            ],
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "rhetor_site.settings",
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'rhetor.sqlite3'}",
+                "REDIS_URL": "",
+            },
+            cwd=Path(__file__).resolve().parents[2],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()[-1]
+        sdk = openai.OpenAI(api_key=token, base_url=f"{url}/v1", max_retries=0, timeout=10)
         chunks = list(
             sdk.chat.completions.create(
                 model="gpt-4o",
