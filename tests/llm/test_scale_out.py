@@ -1,14 +1,15 @@
 """Scale-out proof: `manage.py serve` with two daphne workers on one PostgreSQL and one
 Redis, hammered over real HTTP by 64 concurrent clients against an enforced daily limit.
 
-What must hold whichever worker served a request: the charged total never exceeds the
-limit; every 200 has exactly one settled usage record and its conversation stored once;
-every refusal is a clean 402 with nothing charged; nothing is left reserved; and both
-workers really served.
+What must hold whichever worker served a request: a key's rate limit is shared by both
+workers (through Redis); the charged total never exceeds the limit; every 200 has exactly
+one settled usage record and its conversation stored once; every refusal is a clean 402
+or 429 with nothing charged; nothing is left reserved; and both workers really served.
 """
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -26,6 +27,8 @@ from tests.llm.test_serve import free_port, start_server, stop_server
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT_USD = "0.02"
 CLIENTS = 64
+RATE_LIMITED_CLIENTS = 40
+RPM = 15
 # ~300 output tokens per answer. gpt-4o's worst case (400 output tokens at 30_000 nano-USD)
 # is $0.012, so $0.02 holds one at a time; the rest is steered to cheaper models until
 # they, too, run out of budget.
@@ -90,6 +93,56 @@ async def hammer(url: str) -> list[tuple[str, int, Any]]:
         return await asyncio.gather(*(one_request(client, n) for n in range(CLIENTS)))
 
 
+async def hammer_with_key(url: str, key: str) -> list[tuple[str, int, Any, str | None]]:
+    """Cheap requests (5 output tokens of gpt-3.5-turbo) under one rate-limited key."""
+
+    async def one(client: httpx.AsyncClient, n: int) -> tuple[str, int, Any, str | None]:
+        context = f"ratelimited:{n}"
+        response = await client.post(
+            "/message",
+            json={
+                "message": f"Quick one {n}",
+                "context_id": context,
+                "options": {"provider": "openai", "model": "gpt-3.5-turbo", "max_tokens": 5},
+            },
+        )
+        return context, response.status_code, response.json(), response.headers.get("retry-after")
+
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, timeout=60, headers=headers) as client:
+        return await asyncio.gather(*(one(client, n) for n in range(RATE_LIMITED_CLIENTS)))
+
+
+def create_key(database_url: str) -> str:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "rhetor_site.settings",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": "",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "create_api_key",
+            "--name",
+            "loadtest",
+            "--scopes",
+            "messages",
+            "--rpm",
+            str(RPM),
+            "--tpm",
+            "0",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
 def test_two_workers_on_postgresql_and_redis_hold_the_budget_and_account_every_request(
     scratch_pg_database: str, redis_url: str, upstream: str, tmp_path: Path
 ) -> None:
@@ -108,6 +161,9 @@ def test_two_workers_on_postgresql_and_redis_hold_the_budget_and_account_every_r
         tmp_path,
     )
     try:
+        key = create_key(scratch_pg_database)
+        limited = asyncio.run(hammer_with_key(url, key))
+
         limit = httpx.post(
             f"{url}/budget/limit",
             json={"period": "daily", "limit_amount": LIMIT_USD, "enforcement": "enforce"},
@@ -122,6 +178,13 @@ def test_two_workers_on_postgresql_and_redis_hold_the_budget_and_account_every_r
         busy = {pid: cpu_ticks(pid) - before[pid] for pid in workers}
     finally:
         stop_server(server)
+
+    # One key's requests per minute are counted across both workers: exactly RPM admitted.
+    admitted = [r for r in limited if r[1] == 200]
+    throttled = [r for r in limited if r[1] == 429]
+    assert len(admitted) == RPM, [r[1:3] for r in limited if r[1] not in (200, 429)]
+    assert len(throttled) == RATE_LIMITED_CLIENTS - RPM
+    assert all(r[2]["code"] == "rate_limited" and int(r[3]) > 0 for r in throttled)
 
     served = [r for r in results if r[1] == 200]
     refused = [r for r in results if r[1] == 402]
@@ -172,5 +235,6 @@ def test_two_workers_on_postgresql_and_redis_hold_the_budget_and_account_every_r
     assert reserved == 0
     assert held == 0
     assert failed_records == 0
-    assert ok_records == {context: 1 for context, _, _ in served}
-    assert stored == {context: 2 for context, _, _ in served}  # the question and the answer
+    answered = [r[0] for r in served] + [r[0] for r in admitted]
+    assert ok_records == dict.fromkeys(answered, 1)
+    assert stored == dict.fromkeys(answered, 2)  # the question and the answer
