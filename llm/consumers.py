@@ -350,6 +350,11 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
         """`SUBSCRIBE` / `UNSUBSCRIBE` with `payload.budget: true`: budget warnings and
         refusals from every process arrive as BUDGET_WARNING / BUDGET_EXCEEDED frames."""
         if kind == "SUBSCRIBE":
+            try:
+                await self.authorize("budget:read")
+            except RhetorError as exc:
+                await self.send_rhetor_error(exc, context="budget", request=frame)
+                return
             await self.channel_layer.group_add(BUDGET_GROUP, self.channel_name)
             self.subscriptions.add(BUDGET_GROUP)
             status = "subscribed"
@@ -360,4 +365,12 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
         await self.send_frame("RESPONSE", {"status": status, "budget": True}, frame)
 
     async def budget_event(self, event: dict[str, Any]) -> None:
+        # A key pinned to components (without budget:admin) sees only its components' events.
+        principal = self.principal
+        if (
+            principal.components
+            and not principal.has_scope("budget:admin")
+            and event["payload"].get("component") not in principal.components
+        ):
+            return
         await self.send_json(self.frame(event["kind"], event["payload"], {"source": "OPERATOR"}))

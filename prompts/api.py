@@ -562,6 +562,7 @@ def prompt_get(request: HttpRequest, prompt_id: str, query: Query[VersionQuery])
 def prompt_update(request: HttpRequest, prompt_id: str, payload: PromptUpdateIn) -> dict[str, Any]:
     """Adds a version (active unless `activate` is false) and updates the given fields."""
     prompt = selectors.prompt_get(prompt_id=prompt_id)
+    components_allowed(request_principal(request), prompt.component)  # pinned: own only
     services.prompt_update(
         prompt=prompt,
         name=payload.name,
@@ -585,6 +586,7 @@ def prompt_update(request: HttpRequest, prompt_id: str, payload: PromptUpdateIn)
 @router.delete("/prompts/{prompt_id}", response={200: DeletedOut, **E404, **E409})
 def prompt_delete(request: HttpRequest, prompt_id: str) -> dict[str, Any]:
     prompt = selectors.prompt_get(prompt_id=prompt_id)
+    components_allowed(request_principal(request), prompt.component)  # pinned: own only
     services.prompt_delete(prompt=prompt)
     return {"success": True, "id": prompt_id}
 
@@ -627,6 +629,7 @@ def prompt_version_activate(
     if payload.version is None and payload.version_id is None:
         raise ContentInvalid("Give the `version` (number) to activate.", field="version")
     prompt = selectors.prompt_get(prompt_id=prompt_id)
+    components_allowed(request_principal(request), prompt.component)  # pinned: own only
     version = selectors.prompt_version_get(
         prompt=prompt, version_id=payload.version_id, version=payload.version
     )
@@ -642,5 +645,6 @@ def prompt_rollback(
 ) -> dict[str, Any]:
     """Move the pointer back to the version active before the current one."""
     prompt = selectors.prompt_get(prompt_id=prompt_id)
+    components_allowed(request_principal(request), prompt.component)  # pinned: own only
     activation = services.prompt_rollback(prompt=prompt, activated_by=_actor(request))
     return _activation_out(prompt, True, activation)

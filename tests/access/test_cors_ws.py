@@ -87,7 +87,7 @@ class WebSocketAccessTests(TransactionTestCase):
         outcome: dict[str, Any] = {}
         started = False
         while True:
-            frame = await ws.receive_json_from(timeout=5)
+            frame = await ws.receive_json_from(timeout=15)
             if frame["payload"].get("status") == "typing":
                 started = frame["payload"]["isTyping"]
                 if not started:
@@ -139,7 +139,7 @@ class WebSocketAccessTests(TransactionTestCase):
         ws, _ = await self.connect(f"/ws?api_key={ergon.token}")
         other = await self.request(ws, {"message": "hi", "context": "telos:plans"})
         await ws.send_json_to({"type": "SUBSCRIBE", "payload": {"context": "telos:plans"}})
-        subscribe = await ws.receive_json_from(timeout=5)
+        subscribe = await ws.receive_json_from(timeout=15)
         own = await self.request(ws, {"message": "hi", "context": "ergon:ws"})
         await ws.disconnect()
 
@@ -167,3 +167,38 @@ class WebSocketAccessTests(TransactionTestCase):
         assert second["type"] == "ERROR"
         assert second["payload"]["code"] == "rate_limited"
         assert second["payload"]["retry_after"] >= 1
+
+    @override_settings(**REMOTE)
+    async def test_budget_events_need_budget_read(self) -> None:
+        from asgiref.sync import sync_to_async
+
+        created = await sync_to_async(make_key)(scopes="messages")
+        ws, _ = await self.connect(f"/ws?api_key={created.token}")
+        await ws.send_json_to({"type": "SUBSCRIBE", "payload": {"budget": True}})
+        reply = await ws.receive_json_from(timeout=15)
+        await ws.disconnect()
+
+        assert reply["type"] == "ERROR"
+        assert reply["payload"]["scope"] == "budget:read"
+
+
+async def test_a_pinned_operator_gets_only_its_components_budget_events() -> None:
+    from access.auth import Principal
+    from llm.consumers import RhetorConsumer
+
+    sent: list[dict[str, Any]] = []
+    consumer = RhetorConsumer()
+
+    async def capture(content: dict[str, Any], close: bool = False) -> None:
+        sent.append(content)
+
+    consumer.send_json = capture  # type: ignore[method-assign]
+    consumer.principal = Principal(
+        key_id="0011aabb", name="ergon", scopes=frozenset({"budget:read"}), components=("ergon",)
+    )
+    for component in ("telos", "ergon"):
+        await consumer.budget_event(
+            {"kind": "BUDGET_WARNING", "payload": {"component": component, "warnings": ["80%"]}}
+        )
+
+    assert [f["payload"]["component"] for f in sent] == ["ergon"]

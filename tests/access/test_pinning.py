@@ -180,3 +180,31 @@ def test_the_openai_endpoint_is_pinned_and_answers_in_openais_shape(
     assert set(UsageRecord.objects.values_list("component", flat=True)) == {"ergon"}
     assert no_key.status_code == 401
     assert no_key.json()["error"]["code"] == "unauthorized"
+
+
+def test_it_cannot_change_another_components_prompt(client: Client, ergon: dict[str, str]) -> None:
+    from prompts.models import Prompt
+
+    telos = Prompt.objects.get(slug="telos_default")
+    versions = telos.versions.count()
+
+    update = client.put(
+        "/prompts/telos_default",
+        json.dumps({"content": "You are someone else now."}),
+        content_type="application/json",
+        **ergon,
+    )
+    delete = client.delete("/prompts/telos_default", **ergon)
+    rollback = client.post(
+        "/prompts/telos_default/rollback", "{}", content_type="application/json", **ergon
+    )
+    own = client.put(
+        "/prompts/ergon_default",
+        json.dumps({"content": "You are Ergon, tersely."}),
+        content_type="application/json",
+        **ergon,
+    )
+
+    assert (update.status_code, delete.status_code, rollback.status_code) == (403, 403, 403)
+    assert telos.versions.count() == versions
+    assert own.status_code == 200
