@@ -35,7 +35,8 @@ class ContextListIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    # Bounded: an offset beyond the database's integer range was a 500 (found by fuzzing).
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
     component: str | None = Field(default=None, max_length=100)
 
 

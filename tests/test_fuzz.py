@@ -1,0 +1,69 @@
+"""Schema fuzzing of the whole REST API from its own OpenAPI document (schemathesis).
+
+Every operation of `/openapi.json` is called with generated valid and invalid input
+through Django's WSGI handler (no network; the views' database work runs on this thread,
+inside the test's transaction). Whatever the input: never a 5xx, and every 4xx carries
+the contract's error shape, a non-empty `error` and a `code` (OpenAI's shape under /v1).
+
+Bounded so the suite stays fast: FUZZ_EXAMPLES examples per operation (env
+RHETOR_FUZZ_EXAMPLES raises it for a deeper run), no deadline, no example database.
+"""
+
+import json
+import os
+from typing import Any
+
+import pytest
+import schemathesis
+from django.core.wsgi import get_wsgi_application
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import not_a_server_error
+
+FUZZ_EXAMPLES = int(os.environ.get("RHETOR_FUZZ_EXAMPLES", "10"))
+
+schema = schemathesis.openapi.from_wsgi("/openapi.json", get_wsgi_application())
+
+
+def error_body_is_clear(ctx: Any, response: Any, case: Any) -> bool | None:
+    """A 4xx answers {"error": "<text>", "code": "<code>", ...}: clients show `error`."""
+    if not 400 <= response.status_code < 500:
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError as exc:
+        raise AssertionError(
+            f"{response.status_code} without a JSON body: {response.content[:200]!r}"
+        ) from exc
+    assert isinstance(body, dict), f"{response.status_code} body is not an object: {body!r}"
+    if case.path.startswith("/v1/"):
+        # The OpenAI-compatible endpoints answer in OpenAI's error shape, which its SDKs read:
+        # {"error": {"message", "type", "param", "code"}}.
+        body = body.get("error")
+        assert isinstance(body, dict), f"{response.status_code} not OpenAI's error: {body!r}"
+        body = {"error": body.get("message"), "code": body.get("type")}
+    error, code = body.get("error"), body.get("code")
+    assert isinstance(error, str), f"{response.status_code} without error: {body}"
+    assert error.strip(), f"{response.status_code} with an empty error: {body}"
+    assert isinstance(code, str), f"{response.status_code} without code: {body}"
+    assert code, f"{response.status_code} with an empty code: {body}"
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _quick_providers(settings: Any) -> None:
+    settings.RHETOR_SIMULATED_DELAY = 0.0
+
+
+@pytest.mark.django_db
+@schema.parametrize()
+@settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+def test_no_input_makes_the_api_fail_or_answer_unclearly(case: Any) -> None:
+    response = case.call()
+    case.validate_response(response, checks=[not_a_server_error, error_body_is_clear])
