@@ -377,3 +377,21 @@ async def test_retry_after_beyond_the_cap_holds_off_only_for_the_cap(
     await drain(await open_stream(plan=PLAN, build_request=build))
 
     assert breakers.admit(PRIMARY.provider, PRIMARY.model).retry_in == pytest.approx(60.0)
+
+
+# --- Where operators see it ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_admin_dashboard_shows_the_breakers(admin_client, fast_clock: Clock) -> None:  # type: ignore[no-untyped-def]
+    breakers.hold_off(PRIMARY.provider, PRIMARY.model, seconds=90, reason="Retry-After 90")
+    breakers.record_success(FALLBACK.provider, FALLBACK.model)
+
+    html = admin_client.get("/admin/").content.decode()
+
+    table = html[html.index('id="circuit-breakers"') :]
+    table = table[: table.index("</table>")]
+    assert "<td>anthropic</td><td>claude-3-haiku-20240307</td><td>open</td>" in table
+    assert "90.0 s" in table
+    assert "Retry-After 90" in table
+    assert "<td>openai</td><td>gpt-3.5-turbo</td><td>closed</td>" in table
