@@ -10,6 +10,7 @@ hold the request placed before it.
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -19,7 +20,13 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -170,6 +177,48 @@ def _counter_update(key: CounterKey, **changes: object) -> int:
     if _counter_qs(key, cid).update(**changes) != 1:  # pragma: no cover
         raise RuntimeError(f"spend counter {key} vanished")
     return cid
+
+
+def _counter_move(key: CounterKey, *, release: int, charge: int) -> None:
+    """`reserved -= release, spent += charge` on one counter: the same single UPDATE as
+    `_counter_update` (by id and natural key), written as SQL once instead of compiled by
+    the ORM for every counter of every settle (six to nine of them per request)."""
+    cid = _counter_id(key)
+    period, kind, value, start = key
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _counter_move_sql(),
+            [
+                release,
+                charge,
+                cid,
+                period,
+                kind,
+                value,
+                connection.ops.adapt_datefield_value(start),
+            ],
+        )
+        if cursor.rowcount == 1:
+            return
+    # A remembered id that no longer names this counter: re-resolve it, the ORM way.
+    _counter_update(
+        key,
+        reserved_nanos=F("reserved_nanos") - release,
+        spent_nanos=F("spent_nanos") + charge,
+    )
+
+
+@functools.cache
+def _counter_move_sql() -> str:
+    q = connection.ops.quote_name
+    # Quoted identifiers of our own model; every value is a parameter.
+    return (
+        f"UPDATE {q(SpendCounter._meta.db_table)} "  # noqa: S608
+        f"SET {q('reserved_nanos')} = {q('reserved_nanos')} - %s, "
+        f"{q('spent_nanos')} = {q('spent_nanos')} + %s "
+        f"WHERE {q('id')} = %s AND {q('period')} = %s AND {q('scope_kind')} = %s "
+        f"AND {q('scope_value')} = %s AND {q('window_start')} = %s"
+    )
 
 
 def _request_keys(*, provider: str, component: str, now: dt.datetime) -> list[CounterKey]:
@@ -553,13 +602,8 @@ def budget_settle(
             deltas.setdefault(key, [0, 0])[1] += charged
     for key in sorted(deltas):
         release, charge = deltas[key]
-        changes: dict[str, object] = {}
-        if release:
-            changes["reserved_nanos"] = F("reserved_nanos") - release
-        if charge:
-            changes["spent_nanos"] = F("spent_nanos") + charge
-        if changes:
-            _counter_update(key, **changes)
+        if release or charge:
+            _counter_move(key, release=release, charge=charge)
 
     source = UsageRecord.Source.NONE if usage is None else UsageRecord.Source(usage.source)
     return UsageRecord.objects.create(
