@@ -374,7 +374,11 @@ async def prepare(request: LLMRequest) -> Prepared:
         new_system, new = _split_system(request.messages)
         system_parts += new_system
         summary = bundle.summary
-    to_store = [NewMessage(role, content, tokens=count_tokens(content)) for role, content in fresh]
+    to_store = (
+        [NewMessage(role, content, tokens=count_tokens(content)) for role, content in fresh]
+        if request.store
+        else []  # nothing is stored: no tokenizer work for it
+    )
     system = "\n\n".join(part for part in system_parts if part) or None
     windows = {
         t: await acontext_window_for(provider=t.provider, model=t.model) for t in plan.targets
