@@ -261,16 +261,15 @@ class _RhetorHTTP:
     ) -> None:
         self.base_url = (url or os.environ.get("RHETOR_URL") or DEFAULT_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get("RHETOR_API_KEY")
-        headers = {"Accept": "application/json"}
+        # Sent with every request (a shared `http_client` is used as is, never changed).
+        self.headers = {"Accept": "application/json"}
         if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+            self.headers["Authorization"] = f"Bearer {self.api_key}"
         self._owns_http = http_client is None
-        self.http = http_client or httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, transport=transport
-        )
-        self.http.headers.update(headers)
-        if http_client is not None and not str(http_client.base_url):
-            self.http.base_url = self.base_url
+        self.http = http_client or httpx.AsyncClient(timeout=timeout, transport=transport)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
 
     async def close(self) -> None:
         """Close the HTTP connections (only those this client opened itself)."""
@@ -303,9 +302,10 @@ class _RhetorHTTP:
         try:
             response = await self.http.request(
                 method,
-                path,
+                self.url(path),
                 json=json_body,
                 params=_drop_none(params or {}) or None,
+                headers=self.headers,
             )
         except httpx.TimeoutException as exc:
             raise Unavailable(
@@ -617,7 +617,10 @@ class ReplyStream:
             return self._response
         client = self._client
         request = client.http.build_request(
-            "POST", "/stream", json=self._body, headers={"Accept": "text/event-stream"}
+            "POST",
+            client.url("/stream"),
+            json=self._body,
+            headers={**client.headers, "Accept": "text/event-stream"},
         )
         try:
             response = await client.http.send(request, stream=True)

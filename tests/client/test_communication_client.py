@@ -145,13 +145,14 @@ async def test_factory_uses_rhetor_url_and_the_client_closes(
         await client.http.get("/health")
 
 
-async def test_a_shared_httpx_client_is_used_and_left_open(live_url: str) -> None:
+async def test_a_shared_httpx_client_is_used_unchanged_and_left_open(live_url: str) -> None:
     async with httpx.AsyncClient(base_url=live_url) as http:
-        async with RhetorCommunicationClient(live_url, http_client=http) as client:
+        async with RhetorCommunicationClient(live_url, http_client=http, api_key="k") as client:
             await client.list_conversations()
         still_open = await http.get("/health")
 
     assert still_open.status_code == 200
+    assert "Authorization" not in http.headers
 
 
 async def test_the_readme_example_runs(live_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
