@@ -100,8 +100,18 @@ def test_the_page_shows_error_frames_and_non_streaming_replies_once(
     page.wait_for_timeout(300)  # any duplicate from the subscription would have landed
     screenshot(page, "chat-page-errors-and-non-streaming")
 
+    first_exchange = messages(page)
+    page.check("#chat-mode")
+    page.check("#streaming")
+    page.fill("#prompt", "And now the whole chat")
+    page.click("#send")
+    page.wait_for_selector('.message[data-role="assistant"][data-state="done"] >> nth=1')
+    watcher.wait_for_selector('.message[data-role="assistant"] >> nth=1')
+
     assert error.startswith("Error: Unknown message type 'NO_SUCH_TYPE'")
-    assert [role for role, _ in messages(page)] == ["user", "assistant"]
+    assert [role for role, _ in first_exchange] == ["user", "assistant"]
+    assert "I can see 3 messages" in messages(page)[-1][1]  # CHAT_REQUEST sent them all
+    assert [role for role, _ in messages(page)] == ["user", "assistant"] * 2
     assert messages(watcher) == messages(page)
 
 
