@@ -77,13 +77,13 @@ _FILTER = RedactingFilter()
 
 
 def install_log_filter() -> None:
-    """Attach the filter to every handler of the root logger and Rhetor's loggers (the
-    handlers settings.LOGGING made), so records from any library are covered."""
+    """settings.LOGGING puts the filter on its handlers; this adds it to any other handler
+    of the root logger and Rhetor's loggers present at startup."""
     loggers = [logging.getLogger()] + [
         logging.getLogger(name)
         for name in ("rhetor", "llm", "prompts", "budget", "contexts", "access", "django")
     ]
     for log in loggers:
         for handler in log.handlers:
-            if _FILTER not in handler.filters:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                 handler.addFilter(_FILTER)
