@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
@@ -53,7 +53,19 @@ from access.services import api_key_touch, secret_hash
 from budget.ratelimit import TokenCharge, rate_limiter
 
 logger = logging.getLogger("rhetor")
-RequestT = TypeVar("RequestT")
+
+
+class _ActingRequest(Protocol):
+    """What acting_request reads of a request (llm.services.LLMRequest has it)."""
+
+    @property
+    def component(self) -> str | None: ...
+
+    @property
+    def context_id(self) -> str: ...
+
+
+RequestT = TypeVar("RequestT", bound=_ActingRequest)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
 TOKEN_RE = re.compile(r"^rk_([0-9a-f]{8})_([A-Za-z0-9_-]{16,128})$")
@@ -318,7 +330,7 @@ def acting_request(principal: Principal, request: RequestT) -> RequestT:
     component = component_for(principal, component=request.component, context_id=request.context_id)
     if component == request.component:
         return request
-    return replace(request, component=component)  # type: ignore[type-var]
+    return replace(request, component=component)  # type: ignore[type-var]  # a dataclass
 
 
 async def aacting_request(principal: Principal, request: RequestT) -> RequestT:
