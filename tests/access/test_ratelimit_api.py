@@ -100,3 +100,13 @@ def test_a_refused_request_with_a_missing_scope_is_not_counted(client: Client) -
 def test_anonymous_loopback_use_is_not_rate_limited(client: Client) -> None:
     with override_settings(RHETOR_HOST="127.0.0.1", RHETOR_RATE_LIMIT_RPM=1):
         assert [client.get("/budget").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_an_unreachable_rate_limiter_is_a_clean_503(client: Client, settings: Any) -> None:
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    headers = key_headers(make_key(scopes="budget:read", rpm=10).token)
+
+    response = client.get("/budget", **headers)
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "rate_limiter_unavailable"
