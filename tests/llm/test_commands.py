@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 from llm.models import TaskRoute
 from llm.router import DEFAULT_ROUTES, Target, route_table
@@ -168,7 +169,7 @@ def healthy(settings: Any) -> Any:
 def test_doctor_passes_a_healthy_configuration(healthy: Any) -> None:
     output = run("rhetor_doctor")
 
-    assert "ok   database: sqlite database reachable and migrated" in output
+    assert f"ok   database: {connection.vendor} database reachable and migrated" in output
     assert "ok   prices: every routed model has a price" in output
     assert "ok   redis: not needed" in output
     assert "rhetor_doctor: no problems, 0 warning(s)" in output
