@@ -15,6 +15,7 @@ PRODUCTION = {
     "DJANGO_SECRET_KEY": "kX9v$2mQp!7zR#4tLw8yN@3cF6hJ0bD5gS1aE-uI_oP+eT9rY2wQ",
     "DJANGO_ALLOWED_HOSTS": "rhetor.example.com",
     "RHETOR_HOST": "0.0.0.0",  # noqa: S104
+    "RHETOR_REQUIRE_AUTH": "",
     "RHETOR_SECURE_HTTPS": "true",
     "RHETOR_SECURE_PROXY_SSL_HEADER": "true",
     "RHETOR_CORS_ORIGINS": "https://tekton.example.com",
@@ -52,6 +53,7 @@ def test_the_production_environment_passes_check_deploy_without_warnings(tmp_pat
         ("development secret key", {"DJANGO_SECRET_KEY": ""}, "security.W009"),
         ("no https", {"RHETOR_SECURE_HTTPS": "false"}, "security.W004"),
         ("debug", {"DJANGO_DEBUG": "true"}, "security.W018"),
+        ("anonymous access", {"RHETOR_HOST": "127.0.0.1"}, "access.W001"),
     ],
 )
 def test_check_deploy_warns_when_production_settings_are_missing(
