@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from budget.errors import BudgetExceeded
 from llm.circuit import Admission, breakers
@@ -305,7 +305,14 @@ def load_route_table() -> RouteTable:
 
     rows = list(TaskRoute.objects.all())
     if not rows:
-        task_routes_seed()
+        try:
+            task_routes_seed()
+        except ValidationError as exc:
+            raise ImproperlyConfigured(
+                "cannot seed the task routes from the built-in routes and RHETOR_TASK_CONFIG: "
+                + "; ".join(exc.messages)
+                + " (name extra models in RHETOR_ANTHROPIC_MODELS / RHETOR_OPENAI_MODELS)"
+            ) from exc
         rows = list(TaskRoute.objects.all())
     return build_route_table({r.name: route_from_row(r) for r in rows}, with_defaults=False)
 

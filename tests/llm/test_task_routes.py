@@ -211,9 +211,7 @@ def test_the_version_is_bumped_only_when_the_write_commits(
     assert cache.get(ROUTES_VERSION_KEY) != version
 
 
-def test_between_checks_a_worker_neither_queries_nor_reloads(
-    db, django_assert_num_queries
-) -> None:
+def test_between_checks_a_worker_neither_queries_nor_reloads(db, django_assert_num_queries) -> None:
     task_routes_seed()
     now = [100.0]
     worker = RouteTableCache(recheck_seconds=1.0, clock=lambda: now[0])
@@ -326,3 +324,18 @@ async def test_an_edited_route_serves_the_next_message(
         0.15,
         321,
     )
+
+
+def test_a_task_config_naming_an_unknown_model_fails_loudly(db, settings, tmp_path: Path) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps({"ergon": {"provider": "openai", "model": "my-finetune"}}))
+    settings.RHETOR_TASK_CONFIG = str(path)
+
+    with pytest.raises(ImproperlyConfigured, match="Unknown model 'my-finetune'"):
+        route_table()
+
+    assert not TaskRoute.objects.exists()
+    settings.RHETOR_OPENAI_MODELS = ["my-finetune"]
+    assert route_table().lookup(component="ergon", task_type="code").target.model == "my-finetune"
