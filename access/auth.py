@@ -26,7 +26,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs
@@ -91,15 +91,8 @@ class Principal:
     def is_anonymous(self) -> bool:
         return not self.key_id
 
-    @property
-    def label(self) -> str:
-        return "anonymous" if self.is_anonymous else f"{self.name} (rk_{self.key_id})"
-
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
-
-    def may_act_as(self, component: str) -> bool:
-        return not self.components or component in self.components
 
 
 ANONYMOUS = Principal(key_id="", name="anonymous", scopes=frozenset(SCOPES))
@@ -521,11 +514,3 @@ BUDGET_ADMIN = requires("budget:admin")
 CONTEXTS = requires_any("messages", "contexts:admin")
 CONTEXTS_ADMIN = requires("contexts:admin")
 ALL_SCOPES = requires(*SCOPES)
-
-
-def scopes_of(auth: Iterable[Any] | None, method: str) -> tuple[str, ...] | None:
-    """The scopes an operation's auth callbacks require for `method` (None: public)."""
-    for callback in auth or ():
-        if isinstance(callback, ApiKeyAuth):
-            return callback.scopes_for(method)
-    return None
