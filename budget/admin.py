@@ -249,10 +249,14 @@ class UsageRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return "-"
         from contexts.models import Context
 
-        context = Context.objects.filter(context_id=obj.context_id).only("pk").first()
-        if context is None:  # deleted since: the id stays in the ledger
+        if hasattr(obj, "context_pk"):  # looked up for the whole page (changelist_view)
+            pk = obj.context_pk
+        else:
+            pk = Context.objects.filter(context_id=obj.context_id).values_list("pk", flat=True)
+            pk = pk.first()
+        if pk is None:  # deleted since: the id stays in the ledger
             return obj.context_id
-        url = reverse("admin:contexts_context_change", args=[context.pk])
+        url = reverse("admin:contexts_context_change", args=[pk])
         return format_html('<a href="{}">{}</a>', url, obj.context_id)
 
     @admin.display(description="prompt version")
@@ -297,7 +301,17 @@ class UsageRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 "cost": usd(totals.cost_nanos),
             }
             context["budget_breakdowns"] = self.breakdowns(context["cl"].queryset)
+            self.attach_contexts(context["cl"].result_list)
         return response
+
+    def attach_contexts(self, rows: Any) -> None:
+        """One query for the page's context links instead of one per row."""
+        from contexts.models import Context
+
+        ids = {r.context_id for r in rows if r.context_id}
+        pks = dict(Context.objects.filter(context_id__in=ids).values_list("context_id", "pk"))
+        for row in rows:
+            row.context_pk = pks.get(row.context_id)
 
     def breakdowns(self, qs: QuerySet[UsageRecord]) -> list[dict[str, Any]]:
         """The filtered records' totals per model and per prompt version."""

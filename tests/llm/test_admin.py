@@ -283,3 +283,22 @@ def test_the_default_route_says_when_post_provider_overrides_it(admin_client: An
 
     page = text_of(admin_client.get(url))
     assert "simulated/simulated-fast: it answers the requests this route would" in page
+
+
+def test_the_ledger_page_costs_the_same_queries_for_more_rows(
+    admin_client: Any, ledger: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = reverse("admin:budget_usagerecord_changelist")
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(url).status_code == 200
+        return len(captured)
+
+    first = queries()
+    seed_ledger()  # twice the rows, on one page
+
+    assert queries() == first
