@@ -418,6 +418,7 @@ class BudgetLimitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = BudgetLimitForm
     list_display = ("period", "scope_display", "limit_display", "enforcement", "start_date")
     list_filter = ("period", "scope_kind", "enforcement")
+    search_fields = ("scope_value",)
     list_editable = ("enforcement",)
     list_display_links = ("period", "scope_display")
 
@@ -603,9 +604,12 @@ class BudgetReservationAdmin(_ReadOnlyAdmin, admin.ModelAdmin):  # type: ignore[
         "reserved_usd",
         "bypassed",
     )
-    list_filter = ("state", "bypassed")
+    list_filter = ("state", "bypassed", "provider")
     list_select_related = ("price",)
     raw_id_fields = ("price",)
+    search_fields = ("=request_id", "=context_id", "model")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
     show_full_result_count = False
     paginator = CappedCountPaginator
 

@@ -302,3 +302,18 @@ def test_the_ledger_page_costs_the_same_queries_for_more_rows(
     seed_ledger()  # twice the rows, on one page
 
     assert queries() == first
+
+
+def test_every_list_and_detail_page_of_the_console_renders(admin_client: Any, ledger: Any) -> None:
+    from django.contrib import admin
+
+    for model, model_admin in admin.site._registry.items():
+        opts = model._meta
+        listing = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+        assert admin_client.get(listing).status_code == 200, listing
+        if model_admin.search_fields:
+            assert admin_client.get(listing, {"q": "ergon"}).status_code == 200, listing
+        first = model.objects.order_by("pk").first()
+        if first is not None:
+            detail = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[first.pk])
+            assert admin_client.get(detail).status_code == 200, detail
