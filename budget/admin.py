@@ -2,13 +2,14 @@
 read-only with totals and a bounded-cost paginator, and a spend page with charts."""
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -95,6 +96,17 @@ class ModelFilter(_ChoiceFromTableFilter):
         priced = ModelPrice.objects.exclude(model="*").values_list("model", flat=True)
         flagged = UnpricedModel.objects.values_list("model", flat=True)
         return [*priced, *flagged]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """A model, or a price family and its dated releases (claude-3-haiku matches
+        claude-3-haiku-20240307, not claude-3-haiku-x)."""
+        value = self.value()
+        if not value:
+            return queryset
+        dated = rf"^{re.escape(str(value))}-(\d{{8}}|\d{{4}}-\d{{2}}-\d{{2}}|latest)$"
+        return queryset.filter(
+            Q(model=value) | (Q(model__startswith=f"{value}-") & Q(model__regex=dated))
+        )
 
 
 class ComponentFilter(_ChoiceFromTableFilter):

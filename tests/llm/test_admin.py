@@ -317,3 +317,22 @@ def test_every_list_and_detail_page_of_the_console_renders(admin_client: Any, le
         if first is not None:
             detail = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[first.pk])
             assert admin_client.get(detail).status_code == 200, detail
+
+
+@pytest.mark.parametrize(
+    ("_case", "model", "attempts"),
+    [
+        ("family_matches_dated_release", "claude-3-haiku", 13),
+        ("exact_id", "claude-3-haiku-20240307", 13),
+        ("gpt_4_is_not_gpt_4o", "gpt-4", 0),
+        ("gpt_4o", "gpt-4o", 2),
+    ],
+)
+def test_the_ledger_model_filter_matches_price_families(
+    admin_client: Any, ledger: Any, _case: str, model: str, attempts: int
+) -> None:
+    url = reverse("admin:budget_usagerecord_changelist")
+
+    page = text_of(admin_client.get(url, {"model": model}))
+
+    assert f"Totals of the filtered records: {attempts} request attempts" in page
