@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.client.live import serve, stop_server
-from tests.llm.test_serve import ROOT
+from tests.servers import ROOT, serve, stop_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

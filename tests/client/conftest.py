@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.client.live import serve, stop_server
+from tests.servers import serve, stop_server
 
 
 @pytest.fixture(scope="package")

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from rhetor.client import Forbidden, RhetorPromptClient, Unauthorized
-from tests.client.live import serve, stop_server
-from tests.llm.test_serve import ROOT
+from tests.servers import ROOT, serve, stop_server
 
 
 @pytest.fixture(scope="module")

@@ -465,16 +465,16 @@ def test_malformed_requests_are_refused(_case: str, body: Any, param: str | None
 def test_the_sdk_streams_through_a_real_server_to_a_real_upstream(
     fake_upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    from tests.llm.test_serve import start_server, stop_server
+    from tests.servers import serve, stop_server
 
     fake_upstream.reply("over real sockets", chunks=3, input_tokens=8, output_tokens=3)
-    url, process = start_server(
+    url, process = serve(
+        tmp_path,
         {
             "RHETOR_PROVIDERS": "openai,simulated",
             "OPENAI_API_KEY": "test-key",
             "OPENAI_BASE_URL": f"{fake_upstream.url}/v1",
         },
-        tmp_path,
     )
     try:
         token = subprocess.run(

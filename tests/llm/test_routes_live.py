@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.client.live import serve, stop_server
-from tests.llm.test_serve import ROOT
+from tests.servers import ROOT, serve, stop_server
 
 pytestmark = pytest.mark.integration
 

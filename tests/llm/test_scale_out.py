@@ -22,9 +22,8 @@ import pytest
 
 from budget.policies import nanos_from_usd
 from tests.conftest import pg_conninfo
-from tests.llm.test_serve import free_port, start_server, stop_server
+from tests.servers import ROOT, free_port, serve, stop_server
 
-ROOT = Path(__file__).resolve().parents[2]
 LIMIT_USD = "0.02"
 CLIENTS = 64
 RATE_LIMITED_CLIENTS = 40
@@ -148,7 +147,8 @@ def test_two_workers_on_postgresql_and_redis_hold_the_budget_and_account_every_r
 ) -> None:
     import psycopg
 
-    url, server = start_server(
+    url, server = serve(
+        tmp_path,
         {
             "DATABASE_URL": scratch_pg_database,
             "REDIS_URL": redis_url,
@@ -158,7 +158,6 @@ def test_two_workers_on_postgresql_and_redis_hold_the_budget_and_account_every_r
             "OPENAI_BASE_URL": f"{upstream}/v1",
             "RHETOR_BUDGET_DAILY_LIMIT": "",
         },
-        tmp_path,
     )
     try:
         key = create_key(scratch_pg_database)

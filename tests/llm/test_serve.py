@@ -2,11 +2,8 @@
 a real HTTP client, a real WebSocket client, and Hermes registration around it."""
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,69 +13,14 @@ import pytest
 import websockets
 
 from tests.llm.test_hermes import FakeHermes
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(
-    env_overrides: dict[str, str], tmp_path: Path
-) -> tuple[str, subprocess.Popen[bytes]]:
-    """Migrate and start `manage.py serve` on a free port; return its URL and process."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "rhetor_site.settings",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'rhetor.sqlite3'}",
-        "REDIS_URL": "",
-        "HERMES_API_URL": "",
-        "RHETOR_PROVIDERS": "simulated",
-        "RHETOR_SIMULATED_DELAY": "0",
-        "OLLAMA_BASE_URL": "http://127.0.0.1:9",
-        **env_overrides,
-    }
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True, cwd=ROOT)
-    process = subprocess.Popen(
-        [*manage, "serve", "--port", str(port), "--daphne-verbosity", "0"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90  # generous: a loaded CI machine starts workers slowly
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                return url, process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    output = process.stdout.read().decode() if process.stdout else ""
-    pytest.fail(f"server did not start:\n{output}")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()  # the supervisor stops its workers and unregisters
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+from tests.servers import serve, stop_server
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, FakeHermes, subprocess.Popen[bytes]]]:
     hermes = FakeHermes()
     hermes.start()
-    url, process = start_server({"HERMES_API_URL": f"http://127.0.0.1:{hermes.port}"}, tmp_path)
+    url, process = serve(tmp_path, {"HERMES_API_URL": f"http://127.0.0.1:{hermes.port}"})
     yield url, hermes, process
     stop_server(process)
     hermes.stop()
@@ -124,8 +66,8 @@ def test_subscriber_on_one_process_sees_messages_appended_through_another(  # ty
     tmp_path: Path, redis_url: str
 ) -> None:
     shared = {"REDIS_URL": redis_url}
-    url_a, process_a = start_server(shared, tmp_path)
-    url_b, process_b = start_server(shared, tmp_path)
+    url_a, process_a = serve(tmp_path, shared)
+    url_b, process_b = serve(tmp_path, shared)
     context = f"ergon:live-{time.monotonic_ns()}"
 
     async def subscribe_then_post() -> list[dict[str, object]]:
