@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 import schemathesis
-from django.core.wsgi import get_wsgi_application
+from django.core.handlers.wsgi import WSGIHandler
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 
 FUZZ_EXAMPLES = int(os.environ.get("RHETOR_FUZZ_EXAMPLES", "10"))
 
-schema = schemathesis.openapi.from_wsgi("/openapi.json", get_wsgi_application())
+# WSGIHandler(), not get_wsgi_application(): Django is set up already, and setting it up
+# again would reconfigure logging under the other tests (dropping filters apps installed).
+schema = schemathesis.openapi.from_wsgi("/openapi.json", WSGIHandler())
 
 
 def error_body_is_clear(ctx: Any, response: Any, case: Any) -> bool | None:

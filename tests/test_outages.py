@@ -19,7 +19,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
 from django.db import OperationalError, connection, connections
 from django.db.backends import utils as db_utils
 from django.test import AsyncClient
@@ -88,7 +88,7 @@ async def send(method: str, path: str, body: dict[str, Any] | None) -> httpx.Res
     """One request through Django's real ASGI handler, as daphne runs it: each request on
     a thread of its own, connections checked and closed at its start and end (the test
     client skips that, so it would never see a recovery)."""
-    transport = httpx.ASGITransport(app=get_asgi_application())
+    transport = httpx.ASGITransport(app=ASGIHandler())  # not django.setup() again
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         return await client.request(method, path, json=body)
 
