@@ -51,6 +51,7 @@ from access.errors import (
 from access.models import SCOPES
 from access.services import api_key_touch, secret_hash
 from budget.ratelimit import TokenCharge, rate_limiter
+from contexts.services import component_of
 
 logger = logging.getLogger("rhetor")
 
@@ -262,11 +263,6 @@ def require_scope(principal: Principal, *scopes: str, any_of: bool = False) -> N
     missing = scopes[0] if any_of else next(s for s in scopes if s not in have)
     shown = " or ".join(scopes) if any_of else missing
     raise Forbidden(SCOPE_MISSING.format(scope=shown), scope=missing)
-
-
-def component_of(context_id: str) -> str:
-    head, sep, _ = context_id.partition(":")
-    return head if sep else ""
 
 
 def _stored_owner(context_id: str) -> str | None:

@@ -175,7 +175,7 @@ class BudgetReservation(models.Model):
     model = models.CharField(max_length=200)
     component = models.CharField(max_length=100, blank=True)
     task_type = models.CharField(max_length=100, blank=True)
-    context_id = models.CharField(max_length=255, blank=True)
+    context_id = models.CharField(max_length=512, blank=True)  # as contexts.Context
     prompt_version_id = models.BigIntegerField(null=True, blank=True)
     input_tokens = models.PositiveBigIntegerField()
     max_tokens = models.PositiveBigIntegerField()
@@ -229,7 +229,7 @@ class UsageRecord(models.Model):
     model = models.CharField(max_length=200)
     component = models.CharField(max_length=100, blank=True)
     task_type = models.CharField(max_length=100, blank=True)
-    context_id = models.CharField(max_length=255, blank=True)
+    context_id = models.CharField(max_length=512, blank=True)  # as contexts.Context
     # Ledger rows outlive prompts: no DB constraint, the id stays when a prompt goes.
     prompt_version = models.ForeignKey(
         "prompts.PromptVersion",

@@ -4,24 +4,7 @@ from typing import Any, Literal
 
 from django.conf import settings
 from ninja import Schema
-from pydantic import AliasChoices, ConfigDict, Field, field_validator
-
-
-def contains_nul(value: Any) -> bool:
-    """PostgreSQL stores no U+0000 in text or jsonb; such input is refused as invalid."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(contains_nul(v) for v in value)
-    return False
-
-
-def refuse_nul(value: Any) -> Any:
-    if contains_nul(value):
-        raise ValueError("must not contain the NUL character (U+0000)")
-    return value
+from pydantic import AliasChoices, ConfigDict, Field
 
 
 class ErrorOut(Schema):
@@ -144,8 +127,6 @@ class ContextCreateIn(Schema):
     component: str | None = Field(default=None, min_length=1, max_length=100)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
-    _no_nul = field_validator("*")(refuse_nul)
-
 
 class MessageAddIn(Schema):
     """`POST /contexts/{id}/messages`: one message appended as is (no model is asked)."""
@@ -155,8 +136,6 @@ class MessageAddIn(Schema):
     role: Literal["user", "assistant", "system"] = "user"
     content: str = Field(min_length=1, max_length=settings.RHETOR_MAX_MESSAGE_CHARS)
     metadata: dict[str, Any] = Field(default_factory=dict)
-
-    _no_nul = field_validator("*")(refuse_nul)
 
 
 class MessageAddOut(Schema):

@@ -35,6 +35,7 @@ from contexts.summaries import (
 )
 from contexts.windowing import item_cost
 from llm.tokens import count_tokens
+from rhetor_site.errors import InvalidInput
 
 logger = logging.getLogger("contexts")
 
@@ -58,9 +59,19 @@ class NewMessage:
     token_source: str = Message.TokenSource.ESTIMATE
 
 
+COMPONENT_MAX_LENGTH = Context._meta.get_field("component").max_length or 100
+COMPONENT_TOO_LONG = (
+    "context_id: the component before the ':' may be at most {max} characters (got {got})"
+)
+
+
 def component_of(context_id: str) -> str:
     """The component a context belongs to by convention: the part before the colon."""
     head, sep, _ = context_id.partition(":")
+    if len(head) > COMPONENT_MAX_LENGTH and sep:
+        raise InvalidInput(
+            COMPONENT_TOO_LONG.format(max=COMPONENT_MAX_LENGTH, got=len(head)), field="context_id"
+        )
     return head if sep else ""
 
 

@@ -38,8 +38,9 @@ from llm.schemas import WsChatIn, WsContextIn, WsMessageIn
 from llm.selectors import default_choice_get, provider_availability
 from llm.services import llm_complete, llm_stream_open
 from llm.streaming import iso_timestamp, message_payload, usage_payload
-from rhetor_site.errors import RhetorError
+from rhetor_site.errors import InvalidInput, RhetorError
 from rhetor_site.outages import outage_of
+from rhetor_site.parsing import refuse_nul
 
 logger = logging.getLogger("llm")
 abudget_status = sync_to_async(budget_status)
@@ -133,9 +134,15 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(message, context="unknown", request={}, code="frame_too_large")
             return
         try:
-            frame = json.loads(text_data or (bytes_data or b"").decode())
+            raw = text_data or (bytes_data or b"").decode()
+            frame = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             await self.send_error(f"Invalid JSON: {exc}", context="unknown", request={})
+            return
+        try:
+            refuse_nul(frame, raw, where="the frame")
+        except InvalidInput as exc:
+            await self.send_error(exc.message, context="unknown", request={}, code=exc.code)
             return
         if not isinstance(frame, dict):
             await self.send_error("A frame must be a JSON object", context="unknown", request={})

@@ -30,7 +30,8 @@ from llm.providers import PROVIDER_ORDER, get_provider
 from llm.providers.base import ChatMessage, Role
 from llm.router import RouteOptions, RouteTable
 from llm.services import LLMRequest, LLMResult
-from rhetor_site.errors import RhetorError
+from rhetor_site.errors import InvalidInput, RhetorError
+from rhetor_site.parsing import refuse_nul
 
 ROUTE_PREFIX = "rhetor/"
 CONTEXT_HEADER = "X-Rhetor-Context"
@@ -369,6 +370,10 @@ def parse_chat_request(body: bytes, headers: Mapping[str, str], *, routes: Route
         ) from None
     if not isinstance(data, dict):
         raise OpenAIError("The request body must be a JSON object", code="invalid_json")
+    try:
+        refuse_nul(data, body)
+    except InvalidInput as exc:
+        raise OpenAIError(exc.message, code="invalid_value") from None
     for name, value in data.items():
         if name not in _KNOWN:
             raise OpenAIError(

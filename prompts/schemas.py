@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ninja import Schema
-from pydantic import AliasChoices, AliasGenerator, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, AliasGenerator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from prompts.models import Engine, Template
@@ -19,23 +19,6 @@ Variables = list[str | dict[str, Any]] | dict[str, Any] | None
 
 def _both_cases(name: str) -> AliasChoices:
     return AliasChoices(name, to_camel(name))
-
-
-def contains_nul(value: Any) -> bool:
-    """PostgreSQL stores no U+0000 in text or jsonb; such input is refused as invalid."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(contains_nul(v) for v in value)
-    return False
-
-
-def refuse_nul(value: Any) -> Any:
-    if contains_nul(value):
-        raise ValueError("must not contain the NUL character (U+0000)")
-    return value
 
 
 class _In(Schema):
@@ -307,8 +290,6 @@ class PersonalityCreateIn(_In):
     description: str = ""
     # Phrasings, or example interactions such as {"input": ..., "output": ...}.
     examples: list[str | dict[str, Any]] = Field(default_factory=list)
-
-    _no_nul = field_validator("*")(refuse_nul)
 
 
 class PersonalityOut(Schema):

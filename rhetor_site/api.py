@@ -14,6 +14,7 @@ from access.auth import ALL_SCOPES
 from access.errors import Forbidden, RateLimited, Unauthorized
 from rhetor_site.errors import RhetorError
 from rhetor_site.outages import RETRY_AFTER_SECONDS, outage_of
+from rhetor_site.parsing import BodyParser
 
 logger = logging.getLogger("rhetor")
 
@@ -26,6 +27,7 @@ api = NinjaAPI(
     # Each router declares the scope its operations need (access.auth); an operation that
     # declares nothing needs every scope, so a forgotten declaration fails closed.
     auth=ALL_SCOPES,
+    parser=BodyParser(),
 )
 
 
@@ -104,6 +106,10 @@ def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpRespo
 
 @api.exception_handler(HttpError)
 def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, RhetorError):
+        # ninja wraps whatever the body parser raised in a 400 "Cannot parse request body";
+        # the parser's own error (rhetor_site.parsing) says what was wrong.
+        return _access_response(request, exc.__cause__)
     return api.create_response(
         request, {"error": str(exc), "code": f"http_{exc.status_code}"}, status=exc.status_code
     )
