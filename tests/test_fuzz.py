@@ -1,8 +1,9 @@
 """Schema fuzzing of the whole REST API from its own OpenAPI document (schemathesis).
 
 Every operation of `/openapi.json` is called with generated valid and invalid input
-through Django's WSGI handler (no network; the views' database work runs on this thread,
-inside the test's transaction). Whatever the input: never a 5xx, and every 4xx carries
+through Django's WSGI handler (no network). Transactional, like the gateway tests: the
+request path releases its database connection between steps, which a test-wide
+transaction would not survive on PostgreSQL. Whatever the input: never a 5xx, and every 4xx carries
 the contract's error shape, a non-empty `error` and a `code` (OpenAI's shape under /v1).
 
 Bounded so the suite stays fast: FUZZ_EXAMPLES examples per operation (env
@@ -11,11 +12,14 @@ RHETOR_FUZZ_EXAMPLES raises it for a deeper run), no deadline, no example databa
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 
@@ -56,7 +60,21 @@ def _quick_providers(settings: Any) -> None:
     settings.RHETOR_SIMULATED_DELAY = 0.0
 
 
-@pytest.mark.django_db
+@pytest.fixture(autouse=True)
+def _keep_the_test_transaction() -> Iterator[None]:
+    """What Django's test client does around a request: the WSGI handler's request signals
+    must not close the test's connection (on PostgreSQL that ends its transaction, and the
+    next query fails with "Cannot open a new connection in an atomic block")."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @schema.parametrize()
 @settings(
     max_examples=FUZZ_EXAMPLES,
