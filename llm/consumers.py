@@ -116,6 +116,8 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
         payload = {"error": exc.message, "code": exc.code, "context": context}
         payload.update({k: v for k, v in exc.details.items() if k not in payload})
         await self.send_frame("ERROR", payload, request)
+        if isinstance(exc, Unauthorized):  # the key was revoked while the socket was open
+            await self.close(code=4401)
 
     async def disconnect(self, code: int) -> None:
         for task in list(self.tasks):
@@ -214,6 +216,11 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
                 "RESPONSE", {"status": "registered", "message": REGISTERED}, frame
             )
         elif kind == "STATUS":
+            try:
+                await self.authorize()
+            except RhetorError as exc:
+                await self.send_rhetor_error(exc, context=context, request=frame)
+                return
             await self.send_frame("RESPONSE", await self.status_payload(), frame)
         elif kind in ("SUBSCRIBE", "UNSUBSCRIBE"):
             await self.change_subscription(kind, payload, frame, context)

@@ -202,3 +202,31 @@ async def test_a_pinned_operator_gets_only_its_components_budget_events() -> Non
         )
 
     assert [f["payload"]["component"] for f in sent] == ["ergon"]
+
+
+class WebSocketRevocationTests(TransactionTestCase):
+    serialized_rollback = True
+
+    @override_settings(**REMOTE)
+    async def test_a_key_revoked_while_the_socket_is_open_ends_it(self) -> None:
+        from asgiref.sync import sync_to_async
+
+        from access.services import api_key_revoke
+
+        created = await sync_to_async(make_key)(scopes="messages")
+        ws = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws?api_key={created.token}")
+        connected, _ = await ws.connect()
+        assert connected is True
+        await ws.send_json_to({"type": "STATUS"})
+        status = await ws.receive_json_from(timeout=15)
+
+        await sync_to_async(api_key_revoke)(key_id=created.key.key_id)
+        await ws.send_json_to({"type": "STATUS"})
+        refused = await ws.receive_json_from(timeout=15)
+        closed = await ws.receive_output(timeout=15)
+
+        assert status["type"] == "RESPONSE"
+        assert refused["type"] == "ERROR"
+        assert refused["payload"]["code"] == "unauthorized"
+        assert closed == {"type": "websocket.close", "code": 4401}
+        await ws.disconnect()
