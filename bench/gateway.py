@@ -159,6 +159,16 @@ def wait_http(url: str, timeout: float = 90.0) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def started(process: subprocess.Popen[bytes], health_url: str, log: Path) -> None:
+    """Wait for a server to answer; stop it (and say why) when it does not."""
+    try:
+        wait_http(health_url, timeout=180)
+    except RuntimeError:
+        stop(process)
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{health_url} did not come up; the end of {log}:\n{tail}") from None
+
+
 def tree_pids(pid: int) -> list[int]:
     pids, todo = [], [pid]
     while todo:
@@ -252,13 +262,10 @@ def start_litellm(upstream: str, workers: int, workdir: Path, log: Path) -> Targ
         "  dangerously_permit_weak_or_unset_master_key: true\n"
     )
     port = free_port()
-    env = {
-        **os.environ,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_LOG": "ERROR",
-        "DATABASE_URL": "",
-        "LITELLM_MASTER_KEY": "",
-    }
+    # No database and no master key: LiteLLM's fastest setup (an empty DATABASE_URL is
+    # not "none" to it, so the variables are removed, not blanked).
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LITELLM_MASTER_KEY")}
+    env |= {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
     cores = GATEWAY_CORE if workers == 1 else BOTH_CORES
     command = [TASKSET, "-c", cores, str(ensure_litellm()), "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", str(workers)]
@@ -266,7 +273,7 @@ def start_litellm(upstream: str, workers: int, workdir: Path, log: Path) -> Targ
         command, cwd=workdir, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health/liveliness", timeout=180)
+    started(process, f"{url}/health/liveliness", log)
     return Target(f"LiteLLM {workers}w", url, [process])
 
 
@@ -318,7 +325,7 @@ def start_rhetor(
         command, cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health")
+    started(process, f"{url}/health", log)
     return Target(name, url, [process], env=env)
 
 
@@ -513,6 +520,19 @@ def report(
                 None if value is None else value >= 4,
             )
         )
+        for kind, c in (("json", 32), ("stream", 32)):
+            mine, theirs = find(rows, name, kind, c), find(rows, lite, kind, c)
+            value = ratio(mine.cpu_ms if mine else None, theirs.cpu_ms if theirs else None)
+            if value is not None:
+                checks.append(
+                    (
+                        f"{name}: gateway CPU per request, {kind} c={c}, vs LiteLLM "
+                        "(less drift than rates on a shared machine)",
+                        f"{fmt(mine.cpu_ms, 2)} ms vs {fmt(theirs.cpu_ms, 2)} ms",  # type: ignore[union-attr]
+                        fmt(value, 2),
+                        None,
+                    )
+                )
         s32, ls32 = find(rows, name, "stream", 32), find(rows, lite, "stream", 32)
         if s32 and ls32:
             value = ratio(s32.rate, ls32.rate)
