@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import re
 import time
 import uuid
@@ -658,6 +659,7 @@ async def open_stream(
     exceeded: BudgetExceeded | None = None
     queue = list(plan.targets)
     retried: set[Target] = set()
+    soonest: float | None = None  # when the first skipped circuit admits a probe again
     index = 0
     while index < len(queue):
         target = queue[index]
@@ -669,6 +671,8 @@ async def open_stream(
         admission = breakers.admit(target.provider, target.model)
         if not admission.allowed:
             attempts.append(Attempt(target, "circuit_open", _circuit_text(admission)))
+            wait = max(admission.retry_in, 1.0)
+            soonest = wait if soonest is None else min(soonest, wait)
             continue
         request = build_request(target, plan)
         try:
@@ -730,8 +734,10 @@ async def open_stream(
         return OpenedStream(target, request, first, stream, attempts, hold, warnings)
     if exceeded is not None:
         raise exceeded
+    hint = {"retry_after": math.ceil(soonest)} if soonest is not None else {}
     raise ProviderUnavailable(
         NO_PROVIDER_ANSWERED.format(attempts=_attempts_text(attempts) or "no model to try"),
+        **hint,  # seconds until a skipped model may be tried again (and a Retry-After header)
         attempts=[
             {
                 "provider": a.target.provider,

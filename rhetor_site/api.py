@@ -39,7 +39,11 @@ def _location(loc: list[Any]) -> str:
 
 @api.exception_handler(RhetorError)
 def rhetor_error(request: HttpRequest, exc: RhetorError) -> HttpResponse:
-    return api.create_response(request, exc.as_body(), status=exc.status)
+    response = api.create_response(request, exc.as_body(), status=exc.status)
+    retry_after = exc.details.get("retry_after")
+    if exc.status == 503 and isinstance(retry_after, int):  # e.g. every circuit open
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 def _access_response(request: HttpRequest, exc: RhetorError) -> HttpResponse:

@@ -300,6 +300,7 @@ async def test_every_circuit_open_is_a_503_naming_them(
         await open_stream(plan=PLAN, build_request=build)
 
     assert {a["outcome"] for a in raised.value.details["attempts"]} == {"circuit_open"}
+    assert raised.value.details["retry_after"] == 60  # when the first may be probed again
     assert stubs["anthropic"].calls == stubs["openai"].calls == 0
 
 

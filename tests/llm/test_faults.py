@@ -373,3 +373,21 @@ async def test_a_dead_upstream_is_skipped_then_probed_and_the_circuit_closes_whe
     assert (await AsyncClient().get("/health")).json()["circuit_breakers"] == {}
     assert [s.state for s in breakers.states() if s.provider == "anthropic"] == ["closed"]
     await assert_nothing_reserved()
+
+
+async def test_every_circuit_open_answers_503_with_a_retry_after(
+    both: FakeUpstream, settings: Any
+) -> None:
+    settings.RHETOR_RETRY_AFTER_MAX_WAIT = 1.0
+    both.fail(429, retry_after="120", times=None)  # Anthropic and OpenAI alike
+
+    first = await post("/message", CHAT)
+    second = await post("/message", CHAT)
+
+    assert first.status_code == second.status_code == 503
+    assert "retry_after" not in first.json()  # every model was tried and failed
+    assert {a["outcome"] for a in second.json()["attempts"]} == {"circuit_open"}
+    assert 110 <= second.json()["retry_after"] <= 120
+    assert second["Retry-After"] == str(second.json()["retry_after"])
+    assert len(both.requests) == len(first.json()["attempts"])  # the second sent nothing
+    await assert_nothing_reserved()
