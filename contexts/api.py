@@ -6,6 +6,7 @@ the client); the routes take the rest of the path, so the operations on a contex
 Reading never creates a context: an unknown id is a 404.
 """
 
+from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest
@@ -50,7 +51,7 @@ router = Router(tags=["contexts"], auth=CONTEXTS)
 SEARCH_DEFAULT_LIMIT = 5
 
 
-def _iso(value: Any) -> str:
+def _iso(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

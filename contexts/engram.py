@@ -19,7 +19,7 @@ import contextlib
 import contextvars
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -93,7 +93,7 @@ class DueItem:
     attempts: int
 
 
-def _iso(value: Any) -> str:
+def _iso(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -311,11 +311,11 @@ def engram_mirror_kick() -> None:
             if not mirror.task.done() and not mirror.loop.is_closed():
                 mirror.loop.call_soon_threadsafe(mirror.wake.set)
         return
-    mirror = _mirrors.get(loop)
-    if mirror is None or mirror.task.done():
+    current = _mirrors.get(loop)
+    if current is None or current.task.done():
         _mirrors[loop] = _Mirror(loop)
     else:
-        mirror.wake.set()
+        current.wake.set()
 
 
 async def engram_mirror_stop() -> None:

@@ -97,7 +97,8 @@ def context_import_tekton(*, data: dict[str, Any]) -> ImportResult:
     archived_in = data.get("archived_messages") or []
     if not isinstance(messages_in, list) or not isinstance(archived_in, list):
         raise ImportFormatError("'messages' and 'archived_messages' must be lists")
-    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    raw_metadata = data.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     component = str(metadata.get("component") or component_of(context_id))[:100]
 
     created = not Context.objects.filter(context_id=context_id).exists()
@@ -130,7 +131,8 @@ def context_import_tekton(*, data: dict[str, Any]) -> ImportResult:
             if key in seen:
                 continue
             seen.add(key)
-            extra = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+            raw_extra = raw.get("metadata")
+            extra: dict[str, Any] = raw_extra if isinstance(raw_extra, dict) else {}
             candidates.append(
                 _Candidate(
                     archived=archived,

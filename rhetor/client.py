@@ -194,8 +194,10 @@ def _rhetor_endpoint(entry: dict[str, Any]) -> str | None:
     names = {str(entry.get(key) or "").lower() for key in ("name", "type", "component_id", "id")}
     if not any(n == COMPONENT_NAME or n.startswith(f"{COMPONENT_NAME}-") for n in names):
         return None
-    metadata = entry.get("metadata") if isinstance(entry.get("metadata"), dict) else {}
-    endpoints = metadata.get("endpoints") if isinstance(metadata.get("endpoints"), dict) else {}
+    raw_metadata = entry.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
+    raw_endpoints = metadata.get("endpoints")
+    endpoints: dict[str, Any] = raw_endpoints if isinstance(raw_endpoints, dict) else {}
     for candidate in (entry.get("endpoint"), endpoints.get("http"), entry.get("url")):
         if isinstance(candidate, str) and candidate.startswith(("http://", "https://")):
             return candidate.rstrip("/")

@@ -25,7 +25,8 @@ def env_secret(name: str, default: str = "") -> str:
     path = os.environ.get(f"{name}_FILE")
     if path:
         return Path(path).read_text().strip()
-    return env.str(name, default=default)
+    value: str = env.str(name, default=default)
+    return value
 
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)

@@ -21,8 +21,10 @@ class BrowserOriginValidator(OriginValidator):
     def __init__(self, application: Any) -> None:
         self.application = application
 
+    # The base class stores a plain attribute set by its __init__, which this class does not
+    # call; a read-only property that re-reads settings is the point of this subclass.
     @property
-    def allowed_origins(self) -> list[str]:
+    def allowed_origins(self) -> list[str]:  # type: ignore[override]
         return [*settings.ALLOWED_HOSTS, *settings.RHETOR_CORS_ORIGINS]
 
     def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
