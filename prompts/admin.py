@@ -8,7 +8,7 @@ Versions themselves are never edited (R7, R16).
 """
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -32,9 +32,14 @@ from prompts.models import (
     PromptVersion,
     Template,
     TemplateVersion,
+    spec_list,
 )
-from prompts.rendering import normalize_variables, render, spec_list
+from prompts.rendering import normalize_variables, render
 from rhetor_site.errors import RhetorError
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups
+    from django_stubs_ext import WithAnnotations
 
 EDITOR_ATTRS = {
     "rows": 24,
@@ -118,7 +123,8 @@ class TemplateForm(VersionedForm):
         fields = ["slug", "name", "category", "description", "tags"]
 
     def latest_version(self) -> TemplateVersion | None:
-        return self.instance.versions.order_by("-version").first()
+        template: Template = self.instance
+        return template.versions.order_by("-version").first()
 
 
 class PromptForm(VersionedForm):
@@ -142,7 +148,8 @@ class PromptForm(VersionedForm):
         ]
 
     def latest_version(self) -> PromptVersion | None:
-        return self.instance.versions.order_by("-version").first()
+        prompt: Prompt = self.instance
+        return prompt.versions.order_by("-version").first()
 
 
 class PreviewForm(forms.Form):
@@ -181,14 +188,36 @@ class VersionHistoryInline(admin.TabularInline):  # type: ignore[type-arg]
         return text[:80] + ("…" if len(text) > 80 else "")
 
 
+# The inlines' columns, all read-only (tuples: the same names serve as `fields` and
+# `readonly_fields`).
+TEMPLATE_VERSION_COLUMNS = (
+    "version",
+    "created_at",
+    "created_by",
+    "change_note",
+    "excerpt",
+    "actions",
+)
+PROMPT_VERSION_COLUMNS = (
+    "version",
+    "status",
+    "created_at",
+    "created_by",
+    "change_note",
+    "excerpt",
+    "usage",
+    "actions",
+)
+
+
 class TemplateVersionInline(VersionHistoryInline):
     model = TemplateVersion
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TemplateVersion]:
         return super().get_queryset(request).select_related("template")
 
-    fields = ["version", "created_at", "created_by", "change_note", "excerpt", "actions"]
-    readonly_fields = fields
+    fields = TEMPLATE_VERSION_COLUMNS
+    readonly_fields = TEMPLATE_VERSION_COLUMNS
 
     @admin.display(description="Compare")
     def actions(self, version: TemplateVersion) -> str:
@@ -203,17 +232,8 @@ class TemplateVersionInline(VersionHistoryInline):
 
 class PromptVersionInline(VersionHistoryInline):
     model = PromptVersion
-    fields = [
-        "version",
-        "status",
-        "created_at",
-        "created_by",
-        "change_note",
-        "excerpt",
-        "usage",
-        "actions",
-    ]
-    readonly_fields = fields
+    fields = PROMPT_VERSION_COLUMNS
+    readonly_fields = PROMPT_VERSION_COLUMNS
     fk_name = "prompt"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PromptVersion]:
@@ -229,9 +249,11 @@ class PromptVersionInline(VersionHistoryInline):
     def usage(self, version: PromptVersion) -> str:
         if not hasattr(version, "usage_requests"):
             return "—"
-        tokens = version.usage_input_tokens + version.usage_output_tokens
-        text = f"{version.usage_requests} / {tokens} / {_dollars(version.usage_cost_nanos)}"
-        if not version.usage_requests:
+        # get_queryset's prompt_version_usage_annotate adds the four usage columns together.
+        annotated = cast("WithAnnotations[PromptVersion, selectors.PromptVersionUsage]", version)
+        tokens = annotated.usage_input_tokens + annotated.usage_output_tokens
+        text = f"{annotated.usage_requests} / {tokens} / {_dollars(annotated.usage_cost_nanos)}"
+        if not annotated.usage_requests:
             return text
         ledger = reverse("admin:budget_usagerecord_changelist")
         return format_html('<a href="{}?prompt_version={}">{}</a>', ledger, version.pk, text)
@@ -345,7 +367,8 @@ class VersionedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             request.POST or None,
             initial={"version": current.version, "variables": {}, "engine": current.engine},
         )
-        form.fields["version"].choices = [(v.version, f"v{v.version}") for v in versions]
+        version_field = cast(forms.TypedChoiceField, form.fields["version"])  # see PreviewForm
+        version_field.choices = [(v.version, f"v{v.version}") for v in versions]
         result: str | None = None
         error: dict[str, Any] | None = None
         if form.is_valid():
@@ -602,7 +625,7 @@ class AppendOnlyVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     list_display = ["__str__", "version", "engine", "created_at", "created_by", "change_note"]
     date_hierarchy = "created_at"
-    add_fields = ["content", "engine", "variables", "change_note"]
+    add_fields: ClassVar["_FieldGroups"] = ["content", "engine", "variables", "change_note"]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -615,7 +638,7 @@ class AppendOnlyVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return []
         return [f.name for f in self.model._meta.fields]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> "_FieldGroups":
         if obj is None:
             return self.add_fields
         return [f.name for f in self.model._meta.fields if f.name != "id"]
@@ -647,10 +670,12 @@ class TemplateVersionAdmin(AppendOnlyVersionAdmin):
     list_filter = ["template__category"]
     add_fields = ["template", *AppendOnlyVersionAdmin.add_fields]
 
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[Any]]:
         if obj is None:
             kwargs["form"] = TemplateVersionAddForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def save_model(
         self, request: HttpRequest, obj: TemplateVersion, form: Any, change: bool
@@ -679,10 +704,12 @@ class PromptVersionAdmin(AppendOnlyVersionAdmin):
     list_filter = ["prompt__component"]
     add_fields = ["prompt", *AppendOnlyVersionAdmin.add_fields, "activate"]
 
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[Any]]:
         if obj is None:
             kwargs["form"] = PromptVersionAddForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: PromptVersion, form: Any, change: bool) -> None:
         data = form.cleaned_data

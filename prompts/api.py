@@ -40,6 +40,7 @@ from prompts.schemas import (
     PromptRollbackIn,
     PromptUpdateIn,
     PromptVersionsOut,
+    RunUsageOut,
     TemplateCreateIn,
     TemplateDetailOut,
     TemplateListOut,
@@ -454,11 +455,11 @@ async def _compare_run(
             message=result.text,
             model=result.model,
             provider=result.provider,
-            usage={
-                "input_tokens": result.usage.input_tokens,
-                "output_tokens": result.usage.output_tokens,
-                "cost": _cost_text(getattr(result, "cost", None)),
-            },
+            usage=RunUsageOut(
+                input_tokens=result.usage.input_tokens,
+                output_tokens=result.usage.output_tokens,
+                cost=_cost_text(getattr(result, "cost", None)),
+            ),
         )
     return results
 

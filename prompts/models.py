@@ -5,7 +5,7 @@ A version row is written once and never changed: editing content creates a new v
 rollback) is recorded in `PromptActivation`, itself append-only.
 """
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import models
 from django.db.models import Q
@@ -23,16 +23,20 @@ class Engine(models.TextChoices):
     JINJA = "jinja", "Jinja2 sandbox (conditionals and loops)"
 
 
-def spec_list(variables: object) -> list[dict[str, Any]]:
+def spec_list(variables: Any) -> list[dict[str, Any]]:
     """Stored declarations as a list of `{"name", "type", "required", "default",
     "description"}`, in order. (A list, because PostgreSQL's jsonb does not keep the key
-    order of an object; an object of name -> spec is still read.)"""
+    order of an object; an object of name -> spec is still read.) `variables` is the
+    JSONField's value as stored, hence `Any`."""
     if isinstance(variables, dict):
         return [{"name": name, **spec} for name, spec in variables.items()]
     return [dict(spec) for spec in variables or []]
 
 
-class AppendOnlyQuerySet(models.QuerySet[Any]):
+_M = TypeVar("_M", bound=models.Model)
+
+
+class AppendOnlyQuerySet(models.QuerySet[_M]):
     def update(self, **kwargs: Any) -> int:
         raise VersionImmutable(f"{self.model.__name__} rows are append-only; create a new one.")
 

@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
@@ -163,6 +163,16 @@ def _usage_model() -> Any:
     names = {f.name for f in model._meta.get_fields()}
     needed = {"prompt_version", "input_tokens", "output_tokens", "cost_nanos"}
     return model if needed <= names else None
+
+
+class PromptVersionUsage(TypedDict):
+    """The columns prompt_version_usage_annotate adds (as `WithAnnotations[PromptVersion,
+    PromptVersionUsage]`)."""
+
+    usage_requests: int
+    usage_input_tokens: int
+    usage_output_tokens: int
+    usage_cost_nanos: int
 
 
 def prompt_version_usage_annotate(qs: QuerySet[PromptVersion]) -> QuerySet[PromptVersion]:

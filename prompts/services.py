@@ -35,8 +35,9 @@ from prompts.models import (
     PromptVersion,
     Template,
     TemplateVersion,
+    spec_list,
 )
-from prompts.rendering import extract_variables, normalize_variables, spec_list
+from prompts.rendering import extract_variables, normalize_variables
 
 UNSET: Any = object()
 
@@ -47,9 +48,7 @@ def slug_from_name(name: str) -> str:
 
 
 def _unique_slug(model: type[Template] | type[Prompt], base: str) -> str:
-    taken = set(
-        model.objects.filter(slug__startswith=base).values_list("slug", flat=True)  # type: ignore[attr-defined]
-    )
+    taken = set(model.objects.filter(slug__startswith=base).values_list("slug", flat=True))
     if base not in taken:
         return base
     n = 1

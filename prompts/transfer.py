@@ -225,7 +225,7 @@ def _upsert(model: type[Template] | type[Prompt], slug: str, fields: dict[str, A
     """Create or update the row's own fields; True when created."""
     obj = model.objects.filter(slug=slug).first()
     created = obj is None
-    if created:
+    if obj is None:
         obj = model(slug=slug)
     changed = created
     for name, value in fields.items():
@@ -304,8 +304,9 @@ def prompts_import(*, data: Any) -> ImportSummary:
     return summary
 
 
-def _point(prompt: Prompt, number: object, summary: ImportSummary) -> None:
-    """Move the pointer to the file's active version (or the latest if none is named)."""
+def _point(prompt: Prompt, number: Any, summary: ImportSummary) -> None:
+    """Move the pointer to the file's active version (or the latest if none is named).
+    `number` is the file's `active_version` value as parsed, hence `Any`."""
     prompt.refresh_from_db(fields=["active_version"])
     qs = prompt.versions.all()
     target = qs.filter(version=int(number)).first() if number else qs.order_by("-version").first()
@@ -453,7 +454,12 @@ def tekton_prompts_import(*, root: Path) -> ImportSummary:
         # Only new versions move the pointer: a re-import never undoes an operator's
         # later activation or rollback.
         new_versions = summary.versions_created > added_before
-        if current is not None and new_versions and prompt.active_version_id != current.pk:
+        # The owner is a Prompt, so its merged current version is a PromptVersion.
+        if (
+            isinstance(current, PromptVersion)
+            and new_versions
+            and prompt.active_version_id != current.pk
+        ):
             prompt_version_activate(
                 prompt=prompt, version=current, activated_by="tekton import", note="Imported"
             )
