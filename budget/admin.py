@@ -33,7 +33,7 @@ from rhetor_site.errors import RhetorError
 # --- Ledger helpers ------------------------------------------------------------------------
 
 
-class CappedCountPaginator(Paginator):
+class CappedCountPaginator(Paginator[Any]):
     """Counts at most CAP + 1 rows (`SELECT COUNT(*) FROM (... LIMIT CAP+1)`), so a page of
     a ledger of millions of rows costs the same as one of thousands."""
 
