@@ -26,14 +26,14 @@ import math
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from ninja.security import APIKeyHeader
 
@@ -224,7 +224,7 @@ def token_from_headers(headers: Any) -> str | None:
     return None
 
 
-def ws_token(scope: dict[str, Any]) -> str | None:
+def ws_token(scope: Mapping[str, Any]) -> str | None:
     """A WebSocket handshake's key: the headers, else `?api_key=` (browsers cannot set
     headers on a WebSocket). daphne logs WebSocket paths without the query string."""
     headers = {
@@ -418,13 +418,17 @@ def usage_tokens(usage: Any) -> int | None:
     return int(usage.input_tokens or 0) + int(usage.output_tokens or 0)
 
 
-def metered_stream_response(request: HttpRequest, response: Any, stream: Any) -> Any:
+StreamingT = TypeVar("StreamingT", bound=StreamingHttpResponse)
+
+
+def metered_stream_response(request: HttpRequest, response: StreamingT, stream: Any) -> StreamingT:
     """An SSE response whose request's token charge is settled when the stream ends, with
-    the usage of `stream.result` (llm.services.LLMStream)."""
+    the usage of `stream.result` (llm.services.LLMStream). The response streams from an
+    async generator (both SSE endpoints build it from one)."""
     charge = request_charge(request)
     if charge is not None:
         response.streaming_content = settle_after(
-            response.streaming_content,
+            cast("AsyncIterator[bytes]", response.streaming_content),
             charge,
             lambda: usage_tokens(stream.result.usage) if stream.result is not None else None,
         )

@@ -11,6 +11,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from ninja import Router
 
 from access.auth import (
@@ -58,7 +59,7 @@ ERRORS: dict[int, type[ErrorOut]] = {
 }
 
 
-async def _answer(http: HttpRequest, payload: MessageIn | ChatIn | StreamIn) -> HttpResponse:
+async def _answer(http: HttpRequest, payload: MessageIn | ChatIn | StreamIn) -> HttpResponseBase:
     charge = request_charge(http)
     try:
         # A key pinned to components acts only as them (403 otherwise).
@@ -79,12 +80,12 @@ async def _answer(http: HttpRequest, payload: MessageIn | ChatIn | StreamIn) -> 
     response={200: MessageOut, **ERRORS},
     summary="Send a message (JSON, or SSE with streaming: true)",
 )
-async def message_send(request: HttpRequest, payload: MessageIn) -> HttpResponse:
+async def message_send(request: HttpRequest, payload: MessageIn) -> HttpResponseBase:
     return await _answer(request, payload)
 
 
 @router.post("/chat", response={200: MessageOut, **ERRORS}, summary="Send a chat conversation")
-async def chat_send(request: HttpRequest, payload: ChatIn) -> HttpResponse:
+async def chat_send(request: HttpRequest, payload: ChatIn) -> HttpResponseBase:
     return await _answer(request, payload)
 
 
@@ -103,7 +104,7 @@ async def chat_send(request: HttpRequest, payload: ChatIn) -> HttpResponse:
         }
     },
 )
-async def stream_send(request: HttpRequest, payload: StreamIn) -> HttpResponse:
+async def stream_send(request: HttpRequest, payload: StreamIn) -> HttpResponseBase:
     return await _answer(request, payload)
 
 

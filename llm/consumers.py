@@ -9,10 +9,10 @@ service stores and meters what was generated).
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from asgiref.typing import ASGIReceiveCallable, ASGIReceiveEvent
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from pydantic import ValidationError
@@ -72,14 +72,14 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
     # failing layer receive end the consumer; instead the socket keeps serving its frames
     # and the layer is read again, with backoff, until Redis is back.
     @property
-    def channel_receive(self) -> Callable[[], Awaitable[dict[str, Any]]]:
+    def channel_receive(self) -> ASGIReceiveCallable:
         return self._receive_from_layer
 
     @channel_receive.setter
-    def channel_receive(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    def channel_receive(self, receive: ASGIReceiveCallable) -> None:
         self._layer_receive = receive
 
-    async def _receive_from_layer(self) -> dict[str, Any]:
+    async def _receive_from_layer(self) -> ASGIReceiveEvent:
         delay = 0.5
         while True:
             try:
@@ -129,7 +129,9 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
 
     # --- frames --------------------------------------------------------------------------
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
         size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
         if size > settings.RHETOR_MAX_WS_FRAME_BYTES:  # refused unread; the socket stays open
             message = FRAME_TOO_LARGE.format(size=size, limit=settings.RHETOR_MAX_WS_FRAME_BYTES)

@@ -2,4 +2,5 @@ from django.urls import path
 
 from llm.consumers import RhetorConsumer
 
-websocket_urlpatterns = [path("ws", RhetorConsumer.as_asgi())]
+# channels routes ASGI applications with Django's path(), whose stubs only know views.
+websocket_urlpatterns = [path("ws", RhetorConsumer.as_asgi())]  # type: ignore[arg-type]
