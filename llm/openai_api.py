@@ -17,6 +17,7 @@ from contextlib import aclosing
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from ninja import Router
 
 from access.auth import (
@@ -158,14 +159,17 @@ def _stream_response(stream: LLMStream, call: ChatCall) -> StreamingHttpResponse
     summary="OpenAI-compatible chat completion (JSON or SSE)",
     openapi_extra=_DOC_RESPONSES,
 )
-async def chat_completion_create(request: HttpRequest) -> HttpResponse:
+async def chat_completion_create(request: HttpRequest) -> HttpResponseBase:
     try:
         call = parse_chat_request(request.body, request.headers, routes=await _routes())
         # A key pinned to components acts only as them (403 otherwise).
         llm_request = await aacting_request(request_principal(request), call.request)
         if call.stream:
             stream = await llm_stream_open(llm_request)
-            return metered_stream_response(request, _stream_response(stream, call), stream)
+            metered: HttpResponseBase = metered_stream_response(
+                request, _stream_response(stream, call), stream
+            )
+            return metered
         result = await llm_complete(llm_request)
     except RhetorError as exc:
         await atokens_settle(request_charge(request), 0)  # not served: tokens given back
