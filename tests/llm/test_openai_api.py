@@ -25,6 +25,7 @@ from budget.services import budget_limit_set
 from contexts.models import Context, Message
 from llm.openai_format import OpenAIError, parse_chat_request
 from llm.router import build_route_table
+from llm.services import task_route_create, task_routes_seed
 from tests.fakes import FakeUpstream
 
 # serialized_rollback: the seeded rows (default prompts, prices) survive other tests' flushes.
@@ -180,26 +181,16 @@ async def test_without_a_context_header_nothing_is_stored_but_usage_is_recorded(
     assert (record.status, record.input_tokens, record.output_tokens) == ("ok", 4, 1)
 
 
-async def test_a_component_task_route_from_the_task_configuration(
-    client: openai.AsyncOpenAI,
-    openai_provider: Any,
-    fake_upstream: FakeUpstream,
-    settings: Any,
-    tmp_path: Path,
+async def test_a_component_task_route_is_served_as_rhetor_component_task(
+    client: openai.AsyncOpenAI, openai_provider: Any, fake_upstream: FakeUpstream
 ) -> None:
-    config = tmp_path / "tasks.json"
-    config.write_text(
-        json.dumps(
-            {
-                "ergon_planning": {
-                    "provider": "openai",
-                    "model": "gpt-4-turbo",
-                    "options": {"max_tokens": 321},
-                }
-            }
+    def add_route() -> None:
+        task_routes_seed()
+        task_route_create(
+            name="ergon_planning", provider="openai", model="gpt-4-turbo", max_tokens=321
         )
-    )
-    settings.RHETOR_TASK_CONFIG = str(config)
+
+    await sync_to_async(add_route)()
 
     completion = await client.chat.completions.create(
         model="rhetor/ergon_planning", messages=USER_HI
