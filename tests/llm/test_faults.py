@@ -15,11 +15,14 @@ import json
 from typing import Any
 
 import pytest
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
 from budget.models import BudgetReservation, UsageRecord
 from llm.circuit import breakers
 from llm.providers import reset_providers
+from rhetor_site.routing import websocket_urlpatterns
 from tests.fakes.upstream import Blackhole, FakeUpstream, Fault
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -390,4 +393,32 @@ async def test_every_circuit_open_answers_503_with_a_retry_after(
     assert 110 <= second.json()["retry_after"] <= 120
     assert second["Retry-After"] == str(second.json()["retry_after"])
     assert len(both.requests) == len(first.json()["attempts"])  # the second sent nothing
+    await assert_nothing_reserved()
+
+
+async def test_a_stream_cut_over_the_websocket_ends_with_an_error_update_then_typing_off(
+    both: FakeUpstream,
+) -> None:
+    both.reply("one two three four", chunks=4, input_tokens=30, output_tokens=4)
+    both.cut(after_chunks=2, path="anthropic")
+    ws = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws")
+    connected, _ = await ws.connect()
+    assert connected
+    try:
+        payload = {"message": "Count", "context": "ergon", "task_type": "chat"}
+        await ws.send_json_to({"type": "LLM_REQUEST", "payload": payload, "req_id": "7"})
+        frames = [await ws.receive_json_from(timeout=10) for _ in range(5)]
+    finally:
+        await ws.disconnect()
+
+    typing_on, one, two, failed, typing_off = (f["payload"] for f in frames)
+    assert typing_on["isTyping"] is True
+    assert [one["chunk"], two["chunk"]] == ["one ", "two "]
+    assert (failed["done"], failed["chunk"], failed["provider"]) == (True, "", "anthropic")
+    assert "failed mid-stream" in failed["error"]
+    assert typing_off["isTyping"] is False
+    assert all(f["req_id"] == "7" for f in frames)
+    [record] = await ledger()
+    assert (record.status, record.input_tokens) == ("error", 30)
+    assert record.cost_nanos == 30 * HAIKU[0] + 1 * HAIKU[1]
     await assert_nothing_reserved()
