@@ -14,7 +14,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -503,7 +503,7 @@ class LLMStream:
         if keep > 0:
             context_compact_soon(context_id=self.context_id, keep_tokens=keep)
 
-    async def chunks(self) -> AsyncIterator[str]:
+    async def chunks(self) -> AsyncGenerator[str, None]:
         parts: list[str] = []
         end: StreamEnd | None = None
         status, error = "cancelled", "cancelled by the client"
