@@ -135,8 +135,13 @@ elif "postgresql" in _engine:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A request waits at most this long for a pooled connection: when PostgreSQL is down it
     # fails with 503 after that, instead of psycopg_pool's default 30 s.
+    # Each request thread borrows a connection only for its short database steps (see
+    # rhetor_site.db.released), so a worker needs far fewer connections than requests in
+    # flight; psycopg_pool's default of 4 made requests queue under load.
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "timeout": env.float("RHETOR_DB_POOL_TIMEOUT", default=10.0)
+        "timeout": env.float("RHETOR_DB_POOL_TIMEOUT", default=10.0),
+        "min_size": 2,
+        "max_size": env.int("RHETOR_DB_POOL_SIZE", default=16),
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
