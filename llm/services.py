@@ -360,7 +360,7 @@ async def prepare(request: LLMRequest) -> Prepared:
     system_parts: list[str] = [prompt.text] if prompt else []
     summary: str | None = None
     if request.whole_conversation:
-        sent = [(m.role, m.content) for m in request.messages]
+        sent: list[tuple[str, str]] = [(m.role, m.content) for m in request.messages]
         fresh = new_messages_to_store([(m.role, m.content) for m in stored], sent)
         conversation_system, turns = _split_system(request.messages)
         system_parts += conversation_system
@@ -530,7 +530,7 @@ class LLMStream:
         finally:
             await self.opened.aclose()
             reply = "".join(parts)
-            usage = end.usage if end else None
+            usage = end.usage if end is not None else None
             charged = await asyncio.shield(self._settle(status, usage, reply, error))
             # Shielded: a client disconnect cancels this task, but what was generated is
             # still stored.

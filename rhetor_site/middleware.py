@@ -64,7 +64,7 @@ def json_errors(
     if iscoroutinefunction(get_response):
 
         async def middleware(request: HttpRequest) -> HttpResponse:
-            response = await get_response(request)  # type: ignore[misc]
+            response = await get_response(request)
             return _jsonified(request, response)
 
     else:
