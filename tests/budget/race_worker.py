@@ -14,24 +14,18 @@ import time
 import uuid
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--start-at", type=float, required=True)
-    parser.add_argument("--output-tokens", type=int, default=1000)
-    args = parser.parse_args()
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-    import django
-
-    django.setup()
+def fire(
+    n: int, *, output_tokens: int, start_at: float | None = None
+) -> tuple[int, int, list[str]]:
+    """Release `n` threads through one barrier at budget_reserve (haiku, 1000 + 1000
+    tokens), settling each served one at `output_tokens`; (served, refused, errors)."""
     from django.db import connections
 
     from budget import services
     from budget.errors import BudgetExceeded
     from llm.providers.base import Usage
 
-    barrier = threading.Barrier(args.threads)
+    barrier = threading.Barrier(n)
     served: list[int] = []
     refused: list[int] = []
     errors: list[str] = []
@@ -56,7 +50,7 @@ def main() -> None:
                 return
             services.budget_settle(
                 reservation_id=r.reservation_id,
-                usage=Usage(1000, args.output_tokens),
+                usage=Usage(1000, output_tokens),
                 status="ok",
                 latency_ms=1,
             )
@@ -66,15 +60,31 @@ def main() -> None:
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=one) for _ in range(args.threads)]
-    time.sleep(max(0.0, args.start_at - time.time()))
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    sys.stdout.write(
-        json.dumps({"served": len(served), "refused": len(refused), "errors": errors}) + "\n"
+    return len(served), len(refused), errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--start-at", type=float, required=True)
+    parser.add_argument("--output-tokens", type=int, default=1000)
+    args = parser.parse_args()
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    import django
+
+    django.setup()
+    served, refused, errors = fire(
+        args.threads, output_tokens=args.output_tokens, start_at=args.start_at
     )
+    sys.stdout.write(json.dumps({"served": served, "refused": refused, "errors": errors}) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,69 +8,20 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from django.db import connections
 from django.db.models import Sum
 
-from budget import services
-from budget.errors import BudgetExceeded
 from budget.models import BudgetReservation, SpendCounter, UsageRecord
 from budget.policies import nanos_from_usd
-from llm.providers.base import Usage
+from tests.budget.race_worker import fire
 from tests.conftest import pg_conninfo
 
 REPO = Path(__file__).resolve().parents[2]
 PER_REQUEST = 1000 * 250 + 1000 * 1250  # haiku, 1000 in + 1000 out: 1_500_000 nanos
 LIMIT = "0.0155"  # affords 10 worst cases (15_000_000 of 15_500_000)
-
-
-def _fire(n: int, *, output_tokens: int) -> tuple[int, int, list[str]]:
-    barrier = threading.Barrier(n)
-    served: list[int] = []
-    refused: list[int] = []
-    errors: list[str] = []
-
-    def one() -> None:
-        try:
-            barrier.wait()
-            try:
-                r = services.budget_reserve(
-                    request_id=uuid.uuid4(),
-                    attempt=1,
-                    provider="anthropic",
-                    model="claude-3-haiku",
-                    component="ergon",
-                    task_type="chat",
-                    context_id="ergon:race",
-                    input_tokens=1000,
-                    max_tokens=1000,
-                )
-            except BudgetExceeded:
-                refused.append(1)
-                return
-            services.budget_settle(
-                reservation_id=r.reservation_id,
-                usage=Usage(1000, output_tokens),
-                status="ok",
-                latency_ms=1,
-            )
-            served.append(1)
-        except Exception as exc:
-            errors.append(repr(exc))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=one) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return len(served), len(refused), errors
 
 
 def _assert_books_balance(*, served: int, limit_nanos: int) -> None:
@@ -91,7 +42,7 @@ def test_64_concurrent_requests_never_overspend_on_sqlite(file_sqlite_db, set_li
     set_limit("daily", LIMIT, "enforce")
     set_limit("monthly", "1", "enforce", scope="provider:anthropic")
 
-    served, refused, errors = _fire(64, output_tokens=1000)
+    served, refused, errors = fire(64, output_tokens=1000)
 
     assert errors == []
     assert (served, refused) == (10, 54)
@@ -105,7 +56,7 @@ def test_64_concurrent_requests_never_overspend_on_sqlite(file_sqlite_db, set_li
 def test_concurrent_requests_settling_below_worst_case_stay_within_limit(file_sqlite_db, set_limit):
     set_limit("daily", LIMIT, "enforce")
 
-    served, refused, errors = _fire(64, output_tokens=100)
+    served, refused, errors = fire(64, output_tokens=100)
 
     assert errors == []
     assert served + refused == 64
