@@ -93,11 +93,13 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # The API's {"error", "code"} also for Django's own 400/404/405 (rhetor_site/middleware.py).
     "rhetor_site.middleware.json_errors",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    # Sessions, auth and messages only for the console (/admin/), CommonMiddleware without
+    # thread hops (rhetor_site/middleware.py).
+    "rhetor_site.middleware.SessionMiddleware",
+    "rhetor_site.middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "rhetor_site.middleware.AuthenticationMiddleware",
+    "rhetor_site.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
