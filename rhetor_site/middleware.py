@@ -8,7 +8,7 @@ Django's own pages."""
 import http
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction
 from django.contrib.auth.middleware import AuthenticationMiddleware as DjangoAuthentication
@@ -136,7 +136,10 @@ class CommonMiddleware(DjangoCommon):
     URL patterns, never block, so they need no thread."""
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        response = self.process_request(request)
-        if response is None:
-            response = await self.get_response(request)
+        redirect = self.process_request(request)
+        response: HttpResponseBase
+        if redirect is not None:
+            response = redirect
+        else:
+            response = await cast(Awaitable[HttpResponseBase], self.get_response(request))
         return self.process_response(request, response)
