@@ -4,9 +4,12 @@ import os
 import threading
 
 from django.conf import settings
-from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rhetor_site.settings")
+
+from rhetor_site.handler import get_asgi_application
+
+# Django's handler, with request threads (and their database connections) reused.
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

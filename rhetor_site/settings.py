@@ -133,6 +133,9 @@ if _engine.endswith("sqlite3"):
             "transaction_mode": "IMMEDIATE",
         }
     )
+    # Request threads are reused (rhetor_site/handler.py), so their connections can be:
+    # a new SQLite connection per request cost a file open and the PRAGMAs above.
+    DATABASES["default"]["CONN_MAX_AGE"] = None
 elif "postgresql" in _engine:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A request waits at most this long for a pooled connection: when PostgreSQL is down it
