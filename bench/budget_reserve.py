@@ -1,13 +1,21 @@
 """What reserve-and-settle costs per request, on SQLite and on PostgreSQL.
 
     .venv/bin/python bench/budget_reserve.py [--requests 500] [--threads 8]
-        [--pg postgres://postgres@127.0.0.1:5432/test]
+        [--pg postgres://postgres@127.0.0.1:5432/test] [--setup gateway|four|both]
+    BENCH_SHOW_SQL=1 .venv/bin/python bench/budget_reserve.py ...   # and list the statements
 
 Each backend runs in a child process with its own scratch database (a temporary SQLite
-file; a throw-away PostgreSQL database, dropped afterwards), migrated from scratch. The
-setup mirrors a real request: three enforce limits (daily all, monthly provider, weekly
-component) and one warn limit, so each reserve places four holds and each settle charges
-nine counters.
+file; a throw-away PostgreSQL database, dropped afterwards), migrated from scratch. Two
+setups:
+
+- gateway: what bench/gateway.py runs (RHETOR_BUDGET_POLICY=enforce,
+  RHETOR_BUDGET_DAILY_LIMIT=1000000, no limit rows, no component): one hold per reserve,
+  six counters charged per settle.
+- four: three enforce limits (daily all, monthly provider, weekly component) and one warn
+  limit, so each reserve places four holds and each settle charges nine counters.
+
+For each it prints the SQL statements of one reserve+settle (CaptureQueriesContext, after
+warm-up), the mean time of each and the CPU time of the pair, then a threaded run.
 """
 
 import argparse
@@ -24,32 +32,39 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _child(requests: int, threads: int) -> None:
+def _child(requests: int, threads: int, setup: str) -> None:
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection, connections
+    from django.test.utils import CaptureQueriesContext
 
     from budget import services
     from llm.providers.base import Usage
 
+    # tests.settings re-checks shared versions on every lookup; a server does once a second.
+    settings.RHETOR_BUDGET_RECHECK_SECONDS = 1.0
     call_command("migrate", verbosity=0, skip_checks=True)
-    for period, kind, value, policy in (
-        ("daily", "all", "", "enforce"),
-        ("monthly", "provider", "anthropic", "enforce"),
-        ("weekly", "component", "ergon", "enforce"),
-        ("monthly", "all", "", "warn"),
-    ):
-        services.budget_limit_set(
-            period=period,
-            limit_nanos=10**15,
-            scope_kind=kind,
-            scope_value=value,
-            enforcement=policy,
-        )
+    component = ""
+    if setup == "four":
+        component = "ergon"
+        for period, kind, value, policy in (
+            ("daily", "all", "", "enforce"),
+            ("monthly", "provider", "anthropic", "enforce"),
+            ("weekly", "component", "ergon", "enforce"),
+            ("monthly", "all", "", "warn"),
+        ):
+            services.budget_limit_set(
+                period=period,
+                limit_nanos=10**15,
+                scope_kind=kind,
+                scope_value=value,
+                enforcement=policy,
+            )
 
     def one() -> tuple[float, float]:
         t0 = time.perf_counter()
@@ -58,7 +73,7 @@ def _child(requests: int, threads: int) -> None:
             attempt=1,
             provider="anthropic",
             model="claude-3-haiku-20240307",
-            component="ergon",
+            component=component,
             task_type="chat",
             context_id="ergon:bench",
             input_tokens=1000,
@@ -72,23 +87,34 @@ def _child(requests: int, threads: int) -> None:
 
     for _ in range(20):  # warm-up: connections, counter ids, statement caches
         one()
+    with CaptureQueriesContext(connection) as captured:
+        one()
+    statements = len(captured.captured_queries)
+    if os.environ.get("BENCH_SHOW_SQL"):
+        for query in captured.captured_queries:
+            print("   ", query["sql"][:160])
     reserve_t: list[float] = []
     settle_t: list[float] = []
+    cpu0 = time.process_time()
     for _ in range(requests):
         a, b = one()
         reserve_t.append(a)
         settle_t.append(b)
+    cpu = (time.process_time() - cpu0) / requests
     both = sorted(a + b for a, b in zip(reserve_t, settle_t, strict=True))
 
-    def ms(x: float) -> str:
-        return f"{x * 1000:.2f} ms"
+    def us(x: float) -> str:
+        return f"{x * 1e6:.0f} us"
 
-    vendor = connection.vendor
+    label = f"{connection.vendor:10} {setup:7}"
     print(
-        f"{vendor:10} sequential, {requests} requests: reserve {ms(statistics.mean(reserve_t))}"
-        f" + settle {ms(statistics.mean(settle_t))} = {ms(statistics.mean(both))} mean,"
-        f" p50 {ms(both[len(both) // 2])}, p99 {ms(both[int(len(both) * 0.99) - 1])}"
+        f"{label} {statements} statements per reserve+settle; sequential, {requests} requests:"
+        f" reserve {us(statistics.mean(reserve_t))} + settle {us(statistics.mean(settle_t))}"
+        f" = {us(statistics.mean(both))} mean, p50 {us(both[len(both) // 2])},"
+        f" p99 {us(both[int(len(both) * 0.99) - 1])}; CPU {us(cpu)} per pair (this process)"
     )
+    if threads <= 1:
+        return
 
     per_thread = max(1, requests // threads)
     barrier = threading.Barrier(threads)
@@ -113,16 +139,20 @@ def _child(requests: int, threads: int) -> None:
     elapsed = time.perf_counter() - t0
     total = per_thread * threads
     print(
-        f"{vendor:10} {threads} threads, {total} requests: {total / elapsed:.0f} reserve+settle"
-        f" per second, {ms(elapsed / total)} per request wall-clock"
+        f"{label} {threads} threads, {total} requests: {total / elapsed:.0f} reserve+settle"
+        f" per second, {us(elapsed / total)} per request wall-clock"
         + (f", {len(errors)} errors: {errors[:2]}" if errors else "")
     )
 
 
-def _run(url: str, requests: int, threads: int) -> None:
+def _run(url: str, requests: int, threads: int, setup: str) -> None:
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     for name in ("DAILY", "WEEKLY", "MONTHLY"):
         env[f"RHETOR_BUDGET_{name}_LIMIT"] = ""
+    env["RHETOR_BUDGET_POLICY"] = "warn"
+    if setup == "gateway":
+        env["RHETOR_BUDGET_POLICY"] = "enforce"
+        env["RHETOR_BUDGET_DAILY_LIMIT"] = "1000000"
     subprocess.run(  # noqa: S603 - our own interpreter and script
         [
             sys.executable,
@@ -132,6 +162,8 @@ def _run(url: str, requests: int, threads: int) -> None:
             str(requests),
             "--threads",
             str(threads),
+            "--setup",
+            setup,
         ],
         env=env,
         cwd=REPO,
@@ -155,14 +187,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--setup", choices=("gateway", "four", "both"), default="both")
     parser.add_argument("--child", action="store_true")
     args = parser.parse_args()
     if args.child:
-        _child(args.requests, args.threads)
+        _child(args.requests, args.threads, args.setup)
         return
+    setups = ("gateway", "four") if args.setup == "both" else (args.setup,)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        _run(f"sqlite:///{tmp}/bench.sqlite3", args.requests, args.threads)
+    for setup in setups:
+        with tempfile.TemporaryDirectory() as tmp:
+            _run(f"sqlite:///{tmp}/bench.sqlite3", args.requests, args.threads, setup)
 
     try:
         import psycopg
@@ -173,10 +208,12 @@ def main() -> None:
         return
     scratch = "rhetor_budget_bench"
     with admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{scratch}"')
         try:
-            _run(f"{args.pg.rsplit('/', 1)[0]}/{scratch}", args.requests, args.threads)
+            for setup in setups:
+                admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+                admin.execute(f'CREATE DATABASE "{scratch}"')
+                url = f"{args.pg.rsplit('/', 1)[0]}/{scratch}"
+                _run(url, args.requests, args.threads, setup)
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
 
