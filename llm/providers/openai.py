@@ -10,17 +10,27 @@ ProviderResponseError, never a silent end.
 
 Completions report the model Rhetor asked for (its routing and price key), not the
 snapshot name the API echoes back.
+
+Cheap per request and per chunk: the SDK client still sends every request (auth, base
+URL, headers, timeouts, non-2xx statuses as `openai.APIStatusError`), but through its
+documented raw surface, `client.post(..., cast_to=httpx2.Response)`, with the body
+serialized here: no typed-params transform per call and no pydantic model per answer or
+chunk. The SSE frames are read with llm/providers/sse.py and each one is a `json.loads`.
+What the SDK's own stream did is kept: `[DONE]` ends the stream (then the body's end is
+read briefly, so the connection is reused), and an `{"error": ...}` frame in a 200 stream
+is an error. bench/provider_stream.py measures it.
 """
 
+import contextlib
 import functools
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
 import httpx2
 import openai
 from django.conf import settings
-from openai.types.chat import ChatCompletionMessageParam
 
 from llm.providers.base import (
     Completion,
@@ -39,6 +49,7 @@ from llm.providers.base import (
     Usage,
     retry_after_seconds,
 )
+from llm.providers.sse import SSEDecoder
 from llm.tokens import estimate_messages_tokens, estimate_tokens
 
 PROVIDER_ID = "openai"
@@ -52,23 +63,18 @@ DEFAULT_MODEL = "gpt-4o"
 
 _TRANSPORT_ERRORS = (httpx2.TransportError, OSError, anyio.EndOfStream, anyio.BrokenResourceError)
 _CAUGHT = (openai.OpenAIError, *_TRANSPORT_ERRORS, ValueError)
+_DONE = "[DONE]"
+# How long to wait, after [DONE], for the end of the body (the SDK waits as long).
+_DRAIN_SECONDS = 0.1
 
 # Loading the CA bundle takes ~20 ms; every client of the process shares one context.
 _ssl_context = functools.cache(httpx2.create_ssl_context)
 
 
-def openai_messages(request: CompletionRequest) -> list[ChatCompletionMessageParam]:
+def openai_messages(request: CompletionRequest) -> list[dict[str, str]]:
     """The system prompt as the first `system` message, then the turns in order."""
-    messages: list[ChatCompletionMessageParam] = []
-    if request.system:
-        messages.append({"role": "system", "content": request.system})
-    for message in request.messages:
-        if message.role == "assistant":
-            messages.append({"role": "assistant", "content": message.content})
-        elif message.role == "system":
-            messages.append({"role": "system", "content": message.content})
-        else:
-            messages.append({"role": "user", "content": message.content})
+    messages = [{"role": "system", "content": request.system}] if request.system else []
+    messages += [{"role": m.role, "content": m.content} for m in request.messages]
     return messages
 
 
@@ -77,11 +83,46 @@ def _int(value: object) -> int | None:
 
 
 def _usage(usage: object) -> Usage | None:
-    prompt = _int(getattr(usage, "prompt_tokens", None))
-    completion = _int(getattr(usage, "completion_tokens", None))
+    if not isinstance(usage, dict):
+        return None
+    prompt = _int(usage.get("prompt_tokens"))
+    completion = _int(usage.get("completion_tokens"))
     if prompt is None or completion is None:
         return None
     return Usage(input_tokens=prompt, output_tokens=completion)
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _body(request: CompletionRequest, *, stream: bool) -> bytes:
+    """The request body as the SDK would serialize it (compact UTF-8 JSON, no NaN)."""
+    body: dict[str, Any] = {"model": request.model, "messages": openai_messages(request)}
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+async def _drain(chunks: AsyncGenerator[bytes, None]) -> None:
+    """Read what follows [DONE] (normally only the body's end), briefly, so that the
+    connection goes back to the pool instead of being closed (as the SDK does)."""
+    with contextlib.suppress(*_TRANSPORT_ERRORS), anyio.move_on_after(_DRAIN_SECONDS):
+        async for _ in chunks:
+            pass
+
+
+class _StreamFailed(Exception):
+    """An `{"error": ...}` object sent inside a 200 stream."""
+
+    def __init__(self, body: object) -> None:
+        super().__init__(body)
+        self.body = body
 
 
 def _estimate(request: CompletionRequest, text: str) -> Usage:
@@ -152,67 +193,89 @@ class OpenAIProvider:
         read = request.timeout or settings.RHETOR_PROVIDER_TIMEOUT
         return openai.Timeout(read, connect=min(settings.RHETOR_CONNECT_TIMEOUT, read))
 
-    def _params(self, request: CompletionRequest) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "model": request.model,
-            "messages": openai_messages(request),
-            "timeout": self._timeout(request),
-        }
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
-        if request.max_tokens is not None:
-            params["max_tokens"] = request.max_tokens
-        return params
+    async def _post(self, request: CompletionRequest, *, stream: bool) -> httpx2.Response:
+        """POST /chat/completions through the SDK client (auth, base URL, headers,
+        timeouts, and non-2xx statuses raised as `openai.APIStatusError`), with the body
+        already serialized and the raw response back: no typed-params transform and no
+        pydantic model per answer or chunk. With `stream`, the body is not read yet."""
+        client = self._get_client()
+        return await client.post(
+            "/chat/completions",
+            cast_to=httpx2.Response,
+            content=_body(request, stream=stream),
+            options={"timeout": self._timeout(request), "security": {"bearer_auth": True}},
+            stream=stream,
+        )
 
     # --- Calls ----------------------------------------------------------------------------
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        client = self._get_client()
         try:
-            completion = await client.chat.completions.create(**self._params(request))
+            response = await self._post(request, stream=False)
+            completion = json.loads(response.content)
         except _CAUGHT as exc:
             raise self._error(exc, in_stream=False) from exc
-        choices = getattr(completion, "choices", None)
-        if not isinstance(choices, list) or not choices:
+        choices = completion.get("choices") if isinstance(completion, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise ProviderResponseError(self.id, "the response has no choices")
         choice = choices[0]
-        text = getattr(getattr(choice, "message", None), "content", None)
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else None
         if text is not None and not isinstance(text, str):
             raise ProviderResponseError(self.id, "the response message has no text")
         text = text or ""
         return Completion(
             text=text,
-            usage=_usage(getattr(completion, "usage", None)) or _estimate(request, text),
+            usage=_usage(completion.get("usage")) or _estimate(request, text),
             model=request.model,
-            finish_reason=getattr(choice, "finish_reason", None),
+            finish_reason=_str(choice.get("finish_reason")),
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        client = self._get_client()
         try:
-            chunks = await client.chat.completions.create(
-                **self._params(request), stream=True, stream_options={"include_usage": True}
-            )
+            response = await self._post(request, stream=True)
         except _CAUGHT as exc:
             raise self._error(exc, in_stream=False) from exc
         usage: Usage | None = None
         finish_reason: str | None = None
         pieces: list[str] = []
+        chunks = response.aiter_bytes()
+        decoder = SSEDecoder()
+        done = ended = False
         try:
-            async for chunk in chunks:
-                usage = _usage(getattr(chunk, "usage", None)) or usage
-                for choice in getattr(chunk, "choices", None) or ():
-                    if getattr(choice, "index", 0) != 0:
-                        continue
-                    text = getattr(getattr(choice, "delta", None), "content", None)
-                    if isinstance(text, str) and text:
-                        pieces.append(text)
-                        yield TextDelta(text)
-                    finish_reason = getattr(choice, "finish_reason", None) or finish_reason
-        except _CAUGHT as exc:
+            while not (done or ended):
+                try:
+                    events = decoder.feed(await anext(chunks))
+                except StopAsyncIteration:
+                    events = decoder.finish()
+                    ended = True
+                for event in events:
+                    if event.data.startswith(_DONE):
+                        done = True
+                        break
+                    chunk = json.loads(event.data)
+                    if not isinstance(chunk, dict):
+                        raise ValueError(f"a stream frame is not an object: {event.data[:100]}")
+                    if chunk.get("error"):
+                        raise _StreamFailed(chunk["error"])
+                    if chunk.get("usage"):
+                        usage = _usage(chunk["usage"]) or usage
+                    for choice in chunk.get("choices") or ():
+                        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                            continue
+                        delta = choice.get("delta")
+                        text = delta.get("content") if isinstance(delta, dict) else None
+                        if isinstance(text, str) and text:
+                            pieces.append(text)
+                            yield TextDelta(text)
+                        finish_reason = _str(choice.get("finish_reason")) or finish_reason
+            if done:
+                await _drain(chunks)
+        except (*_CAUGHT, _StreamFailed) as exc:
             raise self._error(exc, in_stream=True, usage=usage) from exc
         finally:
-            await chunks.close()
+            await chunks.aclose()
+            await response.aclose()
         if finish_reason is None:
             raise ProviderResponseError(self.id, "the stream ended without a finish_reason")
         yield StreamEnd(
@@ -245,9 +308,9 @@ class OpenAIProvider:
                 error = ProviderResponseError(self.id, f"the stream was cut: {detail}")
             else:
                 error = ProviderConnectionError(self.id, f"cannot reach OpenAI: {detail}")
-        elif isinstance(exc, openai.APIError) and in_stream:
+        elif isinstance(exc, _StreamFailed):
             # An error object sent as a stream chunk.
-            message = _body_message(exc.body) or exc.message
+            message = _body_message(exc.body) or "An error occurred during streaming"
             error = ProviderResponseError(self.id, f"the stream failed: {message}")
         else:
             error = ProviderResponseError(self.id, f"malformed response: {_detail(exc)}")
