@@ -580,6 +580,44 @@ class TestOpenAIProvider(UpstreamContractMixin):
         assert isinstance(error, ProviderResponseError)
         assert "The server had an error" in error.message
 
+    async def test_error_chunk_keeps_the_usage_reported_before_it(
+        self, provider: OpenAIProvider, fake_upstream: FakeUpstream
+    ) -> None:
+        fake_upstream.stream_error(500, message="boom", after_chunks=2, path="openai")
+
+        received, error = await collect_until_error(provider.stream(self.request()))
+
+        assert len(received) == 2
+        assert isinstance(error, ProviderResponseError)
+        assert error.message == "the stream failed: boom"
+        assert error.usage is None
+
+    async def test_reset_mid_stream_is_a_response_error_after_the_text_so_far(
+        self, provider: OpenAIProvider, fake_upstream: FakeUpstream
+    ) -> None:
+        fake_upstream.reply("one two three four")
+        fake_upstream.reset_connection(after_chunks=2, path="openai")
+
+        received, error = await collect_until_error(provider.stream(self.request()))
+
+        assert received == [TextDelta("one "), TextDelta("two ")]
+        assert isinstance(error, ProviderResponseError)
+        assert error.message.startswith("the stream was cut")
+
+    @pytest.mark.parametrize("streaming", [False, True], ids=["_case_complete", "_case_stream"])
+    async def test_the_connection_is_reused_after_the_answer(
+        self, provider: OpenAIProvider, fake_upstream: FakeUpstream, streaming: bool
+    ) -> None:
+        # After [DONE] the rest of the body is read, so the connection goes back to the
+        # pool instead of being closed: no new TCP connection per request.
+        for _ in range(3):
+            await self.call(provider, streaming=streaming)
+
+        pool = provider._get_client()._client._transport._pool  # type: ignore[attr-defined]
+        assert len(pool.connections) == 1
+        assert pool.connections[0].is_idle()
+        assert len(fake_upstream.requests) == 3
+
     async def test_not_configured_without_key(
         self, provider: OpenAIProvider, fake_upstream: FakeUpstream, settings: Any
     ) -> None:
