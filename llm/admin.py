@@ -163,3 +163,9 @@ class DefaultModelAdmin(admin.ModelAdmin[DefaultModel]):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def delete_model(self, request: HttpRequest, obj: DefaultModel) -> None:
+        services.default_model_delete()  # every worker's route table drops it
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[DefaultModel]) -> None:
+        services.default_model_delete()

@@ -142,6 +142,9 @@ def parse_task_config(data: Any) -> dict[str, Route]:
 class RouteTable:
     routes: dict[str, Route]
     task_types: frozenset[str] = field(default_factory=frozenset)
+    # The operator's POST /provider choice (DefaultModel): it serves the `default` route and
+    # ends every fallback chain. Loaded with the routes, so a request reads neither.
+    default_target: Target | None = None
 
     def lookup(self, *, component: str | None, task_type: str) -> Route:
         """`<component>_<task_type>`, then `<component>`, then `<task_type>`, then `default`."""
@@ -301,9 +304,10 @@ def route_to_spec(route: Route) -> dict[str, Any]:
 
 def load_route_table() -> RouteTable:
     """The route table from the database (sync; seeds an empty table first)."""
-    from llm.models import TaskRoute
+    from llm.models import DefaultModel, TaskRoute
     from llm.services import task_routes_seed
 
+    chosen = DefaultModel.objects.filter(pk=DefaultModel.SINGLETON_ID).first()
     rows = list(TaskRoute.objects.all())
     if not rows:
         try:
@@ -315,7 +319,10 @@ def load_route_table() -> RouteTable:
                 + " (name extra models in RHETOR_ANTHROPIC_MODELS / RHETOR_OPENAI_MODELS)"
             ) from exc
         rows = list(TaskRoute.objects.all())
-    return build_route_table({r.name: route_from_row(r) for r in rows}, with_defaults=False)
+    table = build_route_table({r.name: route_from_row(r) for r in rows}, with_defaults=False)
+    if chosen is not None:
+        table = dataclasses.replace(table, default_target=Target(chosen.provider, chosen.model))
+    return table
 
 
 def _shared_version() -> str:

@@ -73,7 +73,6 @@ from llm.router import (
     seed_routes,
     validate_target,
 )
-from llm.selectors import default_model_get
 from llm.tokens import count_tokens, estimate_messages_tokens, estimate_tokens
 from prompts.selectors import ResolvedPrompt, system_prompt_resolve
 from rhetor_site.db import released
@@ -313,16 +312,14 @@ def _split_system(messages: tuple[ChatMessage, ...]) -> tuple[list[str], tuple[C
 
 @dataclass(frozen=True)
 class _Loaded:
-    default_target: Target | None
     prompt: ResolvedPrompt | None
     bundle: HistoryBundle
 
 
-def _load_request(*, request: LLMRequest, default_route: bool) -> _Loaded:
-    """What a request reads from the database, in one step: the operator's default model
-    (for the default route), the system prompt and the stored history. One thread hop
-    instead of one per read, and the pooled connection is released right after."""
-    chosen: DefaultModel | None = default_model_get() if default_route else None
+def _load_request(*, request: LLMRequest) -> _Loaded:
+    """What a request reads from the database, in one step: the system prompt and the
+    stored history. One thread hop instead of one per read, and the pooled connection is
+    released right after. (The operator's default model comes with the route table.)"""
     prompt = system_prompt_resolve(
         prompt_id=request.prompt_id,
         component=request.resolved_component or None,
@@ -334,11 +331,7 @@ def _load_request(*, request: LLMRequest, default_route: bool) -> _Loaded:
         if request.store
         else EMPTY_HISTORY
     )
-    return _Loaded(
-        default_target=Target(chosen.provider, chosen.model) if chosen else None,
-        prompt=prompt,
-        bundle=bundle,
-    )
+    return _Loaded(prompt=prompt, bundle=bundle)
 
 
 _aload_request = sync_to_async(released(_load_request))
@@ -348,13 +341,13 @@ async def prepare(request: LLMRequest) -> Prepared:
     """Resolve the route and build what will be sent. Raises the request's 4xx errors."""
     table = await aroute_table()
     route = table.lookup(component=request.resolved_component, task_type=request.task_type)
-    default_route = route.name == "default"
-    if default_route or request.store or request.prompt_id or request.resolved_component:
-        loaded = await _aload_request(request=request, default_route=default_route)
+    if request.store or request.prompt_id or request.resolved_component:
+        loaded = await _aload_request(request=request)
     else:
         # A stateless request without component or prompt reads nothing: no thread hop.
-        loaded = _Loaded(default_target=None, prompt=None, bundle=EMPTY_HISTORY)
-    default_target, prompt, bundle = loaded.default_target, loaded.prompt, loaded.bundle
+        loaded = _Loaded(prompt=None, bundle=EMPTY_HISTORY)
+    prompt, bundle = loaded.prompt, loaded.bundle
+    default_target = table.default_target
     plan = await plan_targets(route=route, options=request.options, default_target=default_target)
     stored = [HistoryItem(m.role, m.content, m.tokens) for m in bundle.messages]
     system_parts: list[str] = [prompt.text] if prompt else []
@@ -608,11 +601,20 @@ async def llm_complete(request: LLMRequest) -> LLMResult:
 def default_model_set(*, provider: str, model: str | None) -> DefaultModel:
     """Persist the default provider/model (validated against the provider's models)."""
     target = validate_target(provider, model)
-    chosen, _ = DefaultModel.objects.update_or_create(
-        pk=DefaultModel.SINGLETON_ID,
-        defaults={"provider": target.provider, "model": target.model},
-    )
+    with transaction.atomic():
+        chosen, _ = DefaultModel.objects.update_or_create(
+            pk=DefaultModel.SINGLETON_ID,
+            defaults={"provider": target.provider, "model": target.model},
+        )
+        _routes_changed()  # the route table carries the default model
     return chosen
+
+
+def default_model_delete() -> None:
+    """Forget the operator's default model: the `default` route's own model serves again."""
+    with transaction.atomic():
+        DefaultModel.objects.all().delete()
+        _routes_changed()
 
 
 # --- Task routes ---------------------------------------------------------------------------

@@ -283,6 +283,28 @@ def test_the_default_route_says_when_post_provider_overrides_it(admin_client: An
 
     page = text_of(admin_client.get(url))
     assert "simulated/simulated-fast: it answers the requests this route would" in page
+    # The route table every request reads carries the choice, without a query of its own.
+    assert route_table().default_target == Target("simulated", "simulated-fast")
+
+
+def test_deleting_the_default_model_in_the_admin_reaches_the_route_table(
+    admin_client: Any,
+) -> None:
+    from llm.models import DefaultModel
+    from llm.services import default_model_set
+
+    task_routes_seed()
+    default_model_set(provider="simulated", model="simulated-fast")
+    assert route_table().default_target == Target("simulated", "simulated-fast")
+    chosen = DefaultModel.objects.get()
+
+    response = admin_client.post(
+        reverse("admin:llm_defaultmodel_delete", args=[chosen.pk]), {"post": "yes"}
+    )
+
+    assert response.status_code == 302
+    assert not DefaultModel.objects.exists()
+    assert route_table().default_target is None
 
 
 def test_the_ledger_page_costs_the_same_queries_for_more_rows(
