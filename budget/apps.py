@@ -9,7 +9,28 @@ class BudgetConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_migrate, post_save
+
+        from budget.models import BudgetLimit, ModelPrice
+
         checks.register(check_budget_settings)
+        # Workers cache prices and limits (budget.selectors, "cached per worker"). The
+        # budget services say when they change them; these receivers also catch every
+        # other save or delete of a row (admin deletes, shell and data fixes, bulk deletes
+        # of a queryset) and migrations. Not domain logic (R3): cache invalidation only.
+        for model in (ModelPrice, BudgetLimit):
+            post_save.connect(budget_config_signal, sender=model, dispatch_uid=f"budget-{model}")
+            post_delete.connect(
+                budget_config_signal, sender=model, dispatch_uid=f"budget-del-{model}"
+            )
+        post_migrate.connect(budget_config_signal, sender=self, dispatch_uid="budget-migrate")
+
+
+def budget_config_signal(sender: Any, **kwargs: Any) -> None:
+    """A price or limit row changed outside the services' knowledge (see ready())."""
+    from budget.services import budget_config_touched
+
+    budget_config_touched()
 
 
 def check_budget_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

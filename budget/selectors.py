@@ -1,12 +1,15 @@
 """Budget reads: prices, tiers, limits in force, status and the usage ledger."""
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -58,30 +61,50 @@ def _most_expensive(rows: Iterable[ModelPrice]) -> ModelPrice | None:
     return ranked[-1] if ranked else None
 
 
+def _pick_quote(
+    *,
+    provider: str,
+    model: str,
+    family: str,
+    own: Iterable[ModelPrice],
+    provider_rows: Callable[[], Iterable[ModelPrice]],
+    any_rows: Callable[[], Iterable[ModelPrice]],
+) -> PriceQuote | None:
+    """`model_price_get`'s choice among rows in force: `own` are the rows of the model, its
+    family and the provider's "*"; the others are asked for only when none of those apply."""
+    current = _latest_per_model(own)
+    for key in ((provider, model), (provider, family), (provider, ANY_MODEL)):
+        if key in current:
+            return PriceQuote(price=current[key], is_fallback=False)
+    fallback = _most_expensive(provider_rows())
+    if fallback is None:
+        fallback = _most_expensive(any_rows())
+    if fallback is None:
+        return None
+    return PriceQuote(price=fallback, is_fallback=True)
+
+
 def model_price_get(
     *, provider: str, model: str, at: dt.datetime | None = None
 ) -> PriceQuote | None:
     """The price in force for a model: its own row, else its family's (date suffix
     dropped), else the provider's "*" row. A model with none of these is never free: it is
     quoted at the provider's highest current price (`is_fallback`), or the highest of any
-    provider. None only when no price exists at all."""
+    provider. None only when no price exists at all.
+
+    From the database; the request path quotes from the worker's `budget_config()`."""
     at = at or timezone.now()
     family = policies.model_family(model)
-    rows = list(
-        ModelPrice.objects.filter(
+    return _pick_quote(
+        provider=provider,
+        model=model,
+        family=family,
+        own=ModelPrice.objects.filter(
             provider=provider, model__in={model, family, ANY_MODEL}, effective_from__lte=at
-        )
+        ),
+        provider_rows=lambda: ModelPrice.objects.filter(provider=provider, effective_from__lte=at),
+        any_rows=lambda: ModelPrice.objects.filter(effective_from__lte=at),
     )
-    current = _latest_per_model(rows)
-    for key in ((provider, model), (provider, family), (provider, ANY_MODEL)):
-        if key in current:
-            return PriceQuote(price=current[key], is_fallback=False)
-    fallback = _most_expensive(ModelPrice.objects.filter(provider=provider, effective_from__lte=at))
-    if fallback is None:
-        fallback = _most_expensive(ModelPrice.objects.filter(effective_from__lte=at))
-    if fallback is None:
-        return None
-    return PriceQuote(price=fallback, is_fallback=True)
 
 
 # --- Tiers and alternatives ------------------------------------------------------------------
@@ -231,8 +254,8 @@ def _from_row(row: BudgetLimit) -> EffectiveLimit:
     )
 
 
-def _with_env_defaults(rows: Iterable[BudgetLimit]) -> list[EffectiveLimit]:
-    limits = [_from_row(row) for row in rows]
+def _with_env_defaults(rows: Iterable[BudgetLimit | EffectiveLimit]) -> list[EffectiveLimit]:
+    limits = [row if isinstance(row, EffectiveLimit) else _from_row(row) for row in rows]
     have_all = {lim.period for lim in limits if lim.scope_kind == "all"}
     defaults = env_default_limits()
     policy = env_default_policy()
@@ -269,6 +292,177 @@ def budget_limit_get(*, period: str, scope_kind: str, scope_value: str) -> Budge
     return BudgetLimit.objects.filter(
         period=period, scope_kind=scope_kind, scope_value=scope_value
     ).first()
+
+
+# --- Prices and limits, cached per worker ------------------------------------------------------
+#
+# Every metered request needs the price of its model and the limits that apply to it. Both
+# change rarely (an operator's edit), so each worker keeps all ModelPrice and BudgetLimit
+# rows in memory, exactly like the route table (llm.router): at most every
+# RHETOR_BUDGET_RECHECK_SECONDS (default: RHETOR_ROUTES_RECHECK_SECONDS, else 1 s) it
+# compares the version it loaded with the shared version in the cache (Redis with
+# REDIS_URL), and reloads when it changed. Every write of prices or limits bumps the version
+# once committed (`budget.services`, and the model signals in `budget.apps` for admin and
+# other ORM edits) and drops the writing worker's copy at once. Only the configuration is
+# cached: the spend counters, and so the enforce check itself, stay in the database.
+
+BUDGET_CONFIG_VERSION_KEY = "rhetor:budget_config:version"
+_MEMO_MAX = 4096  # (provider, model) quotes / (provider, component) limit lists per worker
+_NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
+_ALWAYS = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _env_key() -> tuple[str, str, str, str]:
+    return (
+        str(getattr(settings, "RHETOR_BUDGET_POLICY", "warn")),
+        str(getattr(settings, "RHETOR_BUDGET_DAILY_LIMIT", "")),
+        str(getattr(settings, "RHETOR_BUDGET_WEEKLY_LIMIT", "")),
+        str(getattr(settings, "RHETOR_BUDGET_MONTHLY_LIMIT", "")),
+    )
+
+
+class BudgetConfig:
+    """One load of the price and limit tables, with per-worker answers memoized (both
+    tables are small: one row per priced model and per limit)."""
+
+    def __init__(self, *, prices: Iterable[ModelPrice], limits: Iterable[BudgetLimit]) -> None:
+        self.prices = tuple(prices)
+        self.limit_rows = tuple(_from_row(row) for row in limits)
+        self._by_provider: dict[str, list[ModelPrice]] = {}
+        for price in self.prices:
+            self._by_provider.setdefault(price.provider, []).append(price)
+        self._starts = sorted({price.effective_from for price in self.prices})
+        # (provider, model) -> (quote, valid from, valid until): a quote holds while no
+        # price starts in between.
+        self._quotes: dict[tuple[str, str], tuple[PriceQuote | None, dt.datetime, dt.datetime]]
+        self._quotes = {}
+        self._limits: dict[tuple[str, str, tuple[str, str, str, str]], list[EffectiveLimit]]
+        self._limits = {}
+
+    def quote(self, *, provider: str, model: str, at: dt.datetime) -> PriceQuote | None:
+        """What `model_price_get` answers, from memory."""
+        memo = self._quotes.get((provider, model))
+        if memo is not None and memo[1] <= at < memo[2]:
+            return memo[0]
+        family = policies.model_family(model)
+        names = {model, family, ANY_MODEL}
+        mine = self._by_provider.get(provider, [])
+        quote = _pick_quote(
+            provider=provider,
+            model=model,
+            family=family,
+            own=[p for p in mine if p.model in names and p.effective_from <= at],
+            provider_rows=lambda: [p for p in mine if p.effective_from <= at],
+            any_rows=lambda: [p for p in self.prices if p.effective_from <= at],
+        )
+        before = [start for start in self._starts if start <= at]
+        after = [start for start in self._starts if start > at]
+        if len(self._quotes) >= _MEMO_MAX:
+            self._quotes.clear()
+        self._quotes[(provider, model)] = (
+            quote,
+            before[-1] if before else _ALWAYS,
+            after[0] if after else _NEVER,
+        )
+        return quote
+
+    def limits_for(self, *, provider: str, component: str) -> list[EffectiveLimit]:
+        """What `effective_limits_for` answers, from memory (do not modify the list)."""
+        key = (provider, component, _env_key())
+        limits = self._limits.get(key)
+        if limits is None:
+            limits = _with_env_defaults(
+                lim
+                for lim in self.limit_rows
+                if lim.scope_kind == "all"
+                or (lim.scope_kind == "provider" and lim.scope_value == provider)
+                or (component and lim.scope_kind == "component" and lim.scope_value == component)
+            )
+            if len(self._limits) >= _MEMO_MAX:
+                self._limits.clear()
+            self._limits[key] = limits
+        return limits
+
+
+def budget_config_load() -> BudgetConfig:
+    """The price and limit tables from the database (two queries)."""
+    return BudgetConfig(prices=ModelPrice.objects.all(), limits=BudgetLimit.objects.all())
+
+
+def _shared_config_version() -> str:
+    version = cache.get(BUDGET_CONFIG_VERSION_KEY)
+    if version is None:
+        # First worker up, or the cache was flushed: start a version (add: one wins).
+        cache.add(BUDGET_CONFIG_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+        version = cache.get(BUDGET_CONFIG_VERSION_KEY)
+    return str(version)
+
+
+class BudgetConfigCache:
+    """One worker's copy of the budget configuration (see above)."""
+
+    def __init__(
+        self,
+        *,
+        loader: Callable[[], BudgetConfig] = budget_config_load,
+        recheck_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.loader = loader
+        self._recheck = recheck_seconds
+        self.clock = clock
+        self.config: BudgetConfig | None = None
+        self.version: str | None = None
+        self.checked_at = 0.0
+        self.loads = 0
+
+    @property
+    def recheck_seconds(self) -> float:
+        if self._recheck is not None:
+            return self._recheck
+        seconds: Any = getattr(settings, "RHETOR_BUDGET_RECHECK_SECONDS", None)
+        if seconds is None:
+            seconds = getattr(settings, "RHETOR_ROUTES_RECHECK_SECONDS", 1.0)
+        return float(seconds)
+
+    def get(self) -> BudgetConfig:
+        config = self.config
+        if config is not None and self.clock() - self.checked_at < self.recheck_seconds:
+            return config
+        # The version first, then the rows: a write committed in between makes the next
+        # check reload again rather than keep rows older than the version says.
+        version = _shared_config_version()
+        if config is None or version != self.version:
+            config = self.loader()
+            self.config, self.version = config, version
+            self.loads += 1
+        self.checked_at = self.clock()
+        return config
+
+    def invalidate(self) -> None:
+        self.config = None
+        self.version = None
+
+
+worker_budget_config = BudgetConfigCache()
+
+
+def budget_config() -> BudgetConfig:
+    """This worker's prices and limits: no query in steady state."""
+    return worker_budget_config.get()
+
+
+def budget_config_drop() -> None:
+    """Drop this worker's copy (it reloads on its next use)."""
+    worker_budget_config.invalidate()
+
+
+def budget_config_changed() -> None:
+    """Tell every worker to reload prices and limits: a new shared version, and this
+    worker's copy dropped at once. Call it once the change is committed
+    (`transaction.on_commit`); `budget.services.budget_config_touched` does both."""
+    cache.set(BUDGET_CONFIG_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    worker_budget_config.invalidate()
 
 
 # --- Windows, counters, status ----------------------------------------------------------------

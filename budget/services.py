@@ -11,12 +11,14 @@ hold the request placed before it.
 import asyncio
 import datetime as dt
 import functools
+import json
 import logging
 import threading
 import time
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -51,7 +53,9 @@ from budget.prices import SEED_EFFECTIVE_FROM, SEED_PRICES, SEED_SOURCE
 from budget.selectors import (
     EffectiveLimit,
     PriceQuote,
-    effective_limits_for,
+    budget_config,
+    budget_config_changed,
+    budget_config_drop,
     env_default_limits,
     env_default_policy,
     model_price_get,
@@ -66,6 +70,7 @@ __all__ = [
     "Reservation",
     "abudget_reserve",
     "abudget_settle",
+    "budget_config_touched",
     "budget_limit_set",
     "budget_policy_set",
     "budget_reserve",
@@ -250,11 +255,13 @@ class _Refused(Exception):
 
 
 def _quote(*, provider: str, model: str, now: dt.datetime) -> PriceQuote:
-    quote = model_price_get(provider=provider, model=model, at=now)
+    quote = budget_config().quote(provider=provider, model=model, at=now)
     if quote is None:
-        # An empty price table (a test flushed the database): restore the seed and retry.
+        # An empty price table (a test flushed the database): restore the seed and retry
+        # (on fresh rows: this worker's copy may be what was empty).
         model_prices_seed()
-        quote = model_price_get(provider=provider, model=model, at=now)
+        budget_config_touched()
+        quote = budget_config().quote(provider=provider, model=model, at=now)
     if quote is None:
         raise InvalidInput(NO_PRICE.format(provider=provider, model=model), field="model")
     if quote.is_fallback:
@@ -432,7 +439,7 @@ def budget_reserve(
             warnings.append(BYPASS_REFUSED)
     limits = [
         lim
-        for lim in effective_limits_for(provider=provider, component=component)
+        for lim in budget_config().limits_for(provider=provider, component=component)
         if lim.limit_nanos is not None and lim.policy != Policy.IGNORE
     ]
 
@@ -499,7 +506,7 @@ def budget_reserve(
             input_tokens=input_tokens,
             max_tokens=allowed_tokens if allowed_tokens is not None else max_tokens,
             reserved_nanos=needed,
-            price=price,
+            price_id=price.pk,
             price_is_fallback=quote.is_fallback,
             is_fallback=is_fallback,
             bypassed=bypassed,
@@ -569,10 +576,8 @@ def budget_settle(
             if value < 0:
                 raise InvalidInput(NEGATIVE_TOKENS.format(field=name, value=value), field=name)
     now = timezone.now()
-    claimed = BudgetReservation.objects.filter(
-        pk=reservation_id, state=BudgetReservation.State.HELD
-    ).update(state=BudgetReservation.State.SETTLED, settled_at=now)
-    if claimed == 0:
+    resv = _claim(reservation_id, now=now)
+    if resv is None:
         existing = UsageRecord.objects.filter(reservation_id=reservation_id).first()
         if existing is not None:
             return existing
@@ -580,19 +585,17 @@ def budget_settle(
             RESERVATION_NOT_FOUND.format(reservation_id=reservation_id),
             reservation_id=reservation_id,
         )
-    resv = BudgetReservation.objects.select_related("price").get(pk=reservation_id)
-    price = resv.price
     charged = 0
     if usage is not None:
         charged = policies.cost_nanos(
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
-            input_price=price.input_price,
-            output_price=price.output_price,
+            input_price=resv.input_price,
+            output_price=resv.output_price,
         )
 
-    # Release on the reservation's windows, charge the settle-time windows; one UPDATE per
-    # counter, in the same global key order as reserve.
+    # Release on the reservation's windows, charge the settle-time windows, in the same
+    # global key order as reserve.
     deltas: dict[CounterKey, list[int]] = {}
     for period, kind, value, start in resv.held_counters:
         key = (period, kind, value, dt.date.fromisoformat(start))
@@ -600,16 +603,13 @@ def budget_settle(
     if charged:
         for key in _request_keys(provider=resv.provider, component=resv.component, now=now):
             deltas.setdefault(key, [0, 0])[1] += charged
-    for key in sorted(deltas):
-        release, charge = deltas[key]
-        if release or charge:
-            _counter_move(key, release=release, charge=charge)
+    _counters_move([(key, *_pair(deltas[key])) for key in sorted(deltas) if any(deltas[key])])
 
     source = UsageRecord.Source.NONE if usage is None else UsageRecord.Source(usage.source)
     return UsageRecord.objects.create(
         request_id=resv.request_id,
         attempt=resv.attempt,
-        reservation=resv,
+        reservation_id=resv.id,
         provider=resv.provider,
         model=resv.model,
         component=resv.component,
@@ -620,7 +620,7 @@ def budget_settle(
         output_tokens=usage.output_tokens if usage else 0,
         cost_nanos=charged,
         reserved_nanos=resv.reserved_nanos,
-        price=price,
+        price_id=resv.price_id,
         price_is_fallback=resv.price_is_fallback,
         status=status,
         source=source,
@@ -629,6 +629,187 @@ def budget_settle(
         latency_ms=max(0, latency_ms),
         error=error,
         created_at=now,
+    )
+
+
+def _pair(delta: list[int]) -> tuple[int, int]:
+    return delta[0], delta[1]
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A reservation as `budget_settle` claimed it, with its price's current per-token
+    prices (read in the same statement)."""
+
+    id: int
+    request_id: uuid.UUID
+    attempt: int
+    provider: str
+    model: str
+    component: str
+    task_type: str
+    context_id: str
+    prompt_version_id: int | None
+    reserved_nanos: int
+    price_id: int
+    price_is_fallback: bool
+    is_fallback: bool
+    bypassed: bool
+    held_counters: list[list[str]]
+    input_price: int
+    output_price: int
+
+
+_CLAIMED_COLUMNS = (
+    "id",
+    "request_id",
+    "attempt",
+    "provider",
+    "model",
+    "component",
+    "task_type",
+    "context_id",
+    "prompt_version_id",
+    "reserved_nanos",
+    "price_id",
+    "price_is_fallback",
+    "is_fallback",
+    "bypassed",
+    "held_counters",
+)
+
+
+def _claim(reservation_id: int, *, now: dt.datetime) -> _Claimed | None:
+    """Mark a held reservation settled and read it back: one UPDATE ... RETURNING where the
+    database has it (PostgreSQL, SQLite >= 3.35), else the UPDATE and a SELECT. None when
+    it is not held (settled already, or unknown)."""
+    held, settled = BudgetReservation.State.HELD, BudgetReservation.State.SETTLED
+    if not connection.features.can_return_columns_from_insert:  # pragma: no cover - old SQLite
+        claimed = BudgetReservation.objects.filter(pk=reservation_id, state=held).update(
+            state=settled, settled_at=now
+        )
+        if claimed == 0:
+            return None
+        resv = BudgetReservation.objects.select_related("price").get(pk=reservation_id)
+        return _Claimed(
+            **{name: getattr(resv, name) for name in _CLAIMED_COLUMNS},
+            input_price=resv.price.input_price,
+            output_price=resv.price.output_price,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _claim_sql(connection.vendor),
+            [settled, connection.ops.adapt_datetimefield_value(now), reservation_id, held],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = dict(zip((*_CLAIMED_COLUMNS, "input_price", "output_price"), row, strict=True))
+    request_id = values["request_id"]
+    held_counters = values["held_counters"]
+    values.update(
+        request_id=request_id if isinstance(request_id, uuid.UUID) else uuid.UUID(request_id),
+        held_counters=(
+            json.loads(held_counters) if isinstance(held_counters, str) else held_counters
+        ),
+        price_is_fallback=bool(values["price_is_fallback"]),
+        is_fallback=bool(values["is_fallback"]),
+        bypassed=bool(values["bypassed"]),
+    )
+    return _Claimed(**values)
+
+
+@functools.cache
+def _claim_sql(vendor: str) -> str:
+    q = connection.ops.quote_name
+    resv, price = q(BudgetReservation._meta.db_table), q(ModelPrice._meta.db_table)
+    columns = ", ".join(f"{resv}.{q(name)}" for name in _CLAIMED_COLUMNS)
+    # Quoted identifiers of our own models; every value is a parameter.
+    return (
+        f"UPDATE {resv} SET {q('state')} = %s, {q('settled_at')} = %s "  # noqa: S608
+        f"WHERE {resv}.{q('id')} = %s AND {resv}.{q('state')} = %s "
+        f"RETURNING {columns}, "
+        f"(SELECT {price}.{q('input_price')} FROM {price} "
+        f"WHERE {price}.{q('id')} = {resv}.{q('price_id')}), "
+        f"(SELECT {price}.{q('output_price')} FROM {price} "
+        f"WHERE {price}.{q('id')} = {resv}.{q('price_id')})"
+    )
+
+
+def _counters_move(moves: list[tuple[CounterKey, int, int]]) -> None:
+    """`reserved -= release, spent += charge` on every counter of one settle (`moves` in
+    global key order), in one UPDATE: `CASE` on the remembered ids, each row matched by id
+    *and* natural key as in `_counter_move`. A counter whose remembered id no longer names
+    it (a test rolled its rows back) is not matched; it is moved on its own afterwards,
+    the per-counter way that re-resolves the id.
+
+    Deadlocks: one UPDATE locks its rows in scan order, not key order. SQLite has no row
+    locks (one writer at a time), but on PostgreSQL two settles, or a settle and a reserve
+    (which holds counters one by one in key order), could each hold a row the other
+    wants. There the rows are first locked with `SELECT ... ORDER BY <key order> FOR
+    UPDATE` (PostgreSQL locks in the order the rows come out of the sort), so every
+    transaction still takes counter locks in the one global key order."""
+    if len(moves) < 2:
+        for key, release, charge in moves:
+            _counter_move(key, release=release, charge=charge)
+        return
+    ids = [_counter_id(key) for key, _, _ in moves]
+    if len(set(ids)) != len(ids):  # stale ids that collide: resolve each one afresh
+        for key, release, charge in moves:
+            _counter_move(key, release=release, charge=charge)
+        return
+    match: list[Any] = []
+    for cid, (key, _, _) in zip(ids, moves, strict=True):
+        period, kind, value, start = key
+        match += [cid, period, kind, value, connection.ops.adapt_datefield_value(start)]
+    vendor, n = connection.vendor, len(moves)
+    with connection.cursor() as cursor:
+        if vendor == "postgresql":
+            order: list[Any] = []
+            for position, cid in enumerate(ids):
+                order += [cid, position]
+            cursor.execute(_counters_lock_sql(vendor, n), [*match, *order])
+        releases: list[Any] = []
+        charges: list[Any] = []
+        for cid, (_, release, charge) in zip(ids, moves, strict=True):
+            releases += [cid, release]
+            charges += [cid, charge]
+        cursor.execute(_counters_move_sql(vendor, n), [*releases, *charges, *match])
+        moved = {row[0] for row in cursor.fetchall()}
+    for cid, (key, release, charge) in zip(ids, moves, strict=True):
+        if cid not in moved:
+            _counter_move(key, release=release, charge=charge)
+
+
+def _counters_match(n: int) -> str:
+    q = connection.ops.quote_name
+    one = (
+        f"({q('id')} = %s AND {q('period')} = %s AND {q('scope_kind')} = %s "
+        f"AND {q('scope_value')} = %s AND {q('window_start')} = %s)"
+    )
+    return " OR ".join([one] * n)
+
+
+@functools.cache
+def _counters_move_sql(vendor: str, n: int) -> str:
+    q = connection.ops.quote_name
+    by_id = " ".join(["WHEN %s THEN %s"] * n)
+    # Quoted identifiers of our own model; every value is a parameter.
+    return (
+        f"UPDATE {q(SpendCounter._meta.db_table)} "  # noqa: S608
+        f"SET {q('reserved_nanos')} = {q('reserved_nanos')} - CASE {q('id')} {by_id} END, "
+        f"{q('spent_nanos')} = {q('spent_nanos')} + CASE {q('id')} {by_id} END "
+        f"WHERE {_counters_match(n)} RETURNING {q('id')}"
+    )
+
+
+@functools.cache
+def _counters_lock_sql(vendor: str, n: int) -> str:
+    q = connection.ops.quote_name
+    by_id = " ".join(["WHEN %s THEN %s"] * n)
+    return (
+        f"SELECT {q('id')} FROM {q(SpendCounter._meta.db_table)} "  # noqa: S608
+        f"WHERE {_counters_match(n)} ORDER BY CASE {q('id')} {by_id} END FOR UPDATE"
     )
 
 
@@ -753,6 +934,14 @@ def reservation_release_stale(*, older_than: dt.timedelta) -> int:
 # --- Limits, policies, resets -------------------------------------------------------------------
 
 
+def budget_config_touched() -> None:
+    """Prices or limits changed in the current transaction: drop this worker's copy of the
+    budget configuration now (its own transaction sees the change) and, once committed,
+    make every worker reload (budget.selectors, "cached per worker")."""
+    budget_config_drop()
+    transaction.on_commit(budget_config_changed)
+
+
 def parse_scope(scope: str) -> tuple[str, str]:
     """ "all" | "provider:<id>" | "component:<name>" -> (scope_kind, scope_value)."""
     scope = (scope or "all").strip()
@@ -807,6 +996,7 @@ def budget_limit_set(
     row.limit_nanos = limit_nanos
     row.full_clean()
     row.save()
+    budget_config_touched()
     return row
 
 
@@ -831,6 +1021,7 @@ def budget_policy_set(
     row.enforcement = policy
     row.full_clean()
     row.save()
+    budget_config_touched()
     return row
 
 
@@ -852,6 +1043,7 @@ def budget_reset(
     before = _counter_qs(key, cid).select_for_update().get()
     _counter_qs(key, cid).update(baseline_nanos=F("spent_nanos"))
     after = _counter_qs(key, cid).get()
+    budget_config_touched()
     return BudgetReset.objects.create(
         counter=after,
         period=period,
@@ -898,6 +1090,7 @@ def model_price_set(
     row.source = source
     row.full_clean()
     row.save()
+    budget_config_touched()
     return row
 
 
@@ -919,4 +1112,5 @@ def model_prices_seed() -> int:
         for provider, model, input_price, output_price, note in SEED_PRICES
     ]
     ModelPrice.objects.bulk_create(rows, ignore_conflicts=True)
+    budget_config_touched()
     return len(rows)

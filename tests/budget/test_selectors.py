@@ -1,6 +1,8 @@
 import pytest
+from django.db import connection
 
 from budget import selectors, services
+from llm.providers.base import Usage
 
 
 @pytest.mark.django_db
@@ -98,10 +100,28 @@ def test_reserve_query_count_with_one_enforce_limit(django_assert_num_queries, s
     set_limit("daily", "5", "enforce")
     reserve()  # warms the counter-id cache
 
-    # price, limits, [SAVEPOINT], conditional UPDATE, reservation INSERT, [RELEASE]; in
-    # production the bracketed pair is BEGIN ... COMMIT.
-    with django_assert_num_queries(6):
+    # [SAVEPOINT], conditional UPDATE, reservation INSERT, [RELEASE]; in production the
+    # bracketed pair is BEGIN ... COMMIT. Price and limits come from the worker's cache.
+    with django_assert_num_queries(4):
         reserve()
+
+
+@pytest.mark.django_db
+def test_settle_query_count_with_one_enforce_limit(django_assert_num_queries, set_limit, reserve):
+    set_limit("daily", "5", "enforce")
+    warm = reserve()
+    services.budget_settle(
+        reservation_id=warm.reservation_id, usage=Usage(10, 10), status="ok", latency_ms=1
+    )
+    r = reserve()
+
+    # [SAVEPOINT], claim-and-read (UPDATE ... RETURNING), one UPDATE of the six counters,
+    # usage record INSERT, [RELEASE]; PostgreSQL first locks the counters in key order
+    # (SELECT ... FOR UPDATE).
+    with django_assert_num_queries(6 if connection.vendor == "postgresql" else 5):
+        services.budget_settle(
+            reservation_id=r.reservation_id, usage=Usage(10, 10), status="ok", latency_ms=1
+        )
 
 
 @pytest.mark.django_db
