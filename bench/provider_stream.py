@@ -2,6 +2,7 @@
 `complete()`) against the fake upstream, in-process, one call after another.
 
     .venv/bin/python bench/provider_stream.py [--calls 2000] [--warmup 200]
+    .venv/bin/python bench/provider_stream.py --provider anthropic    # the same for Claude
 
 The fake upstream (`python -m tests.fakes.upstream`) runs in its own process, so
 `time.process_time()` here counts only the adapter's side: building the request, the SDK
@@ -60,17 +61,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="measured calls per case")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured calls first")
+    parser.add_argument("--provider", choices=["openai", "anthropic"], default="openai")
     args = parser.parse_args()
 
     url, upstream = start_upstream()
     try:
-        run(url, calls=args.calls, warmup=args.warmup)
+        run(url, provider_id=args.provider, calls=args.calls, warmup=args.warmup)
     finally:
         upstream.terminate()
         upstream.wait(timeout=10)
 
 
-def run(url: str, *, calls: int, warmup: int) -> None:
+def run(url: str, *, provider_id: str, calls: int, warmup: int) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     sys.path.insert(0, str(REPO))
     import django
@@ -78,18 +80,23 @@ def run(url: str, *, calls: int, warmup: int) -> None:
     django.setup()
     from django.conf import settings
 
-    from llm.providers.base import ChatMessage, CompletionRequest, StreamEnd
+    from llm.providers.anthropic import AnthropicProvider
+    from llm.providers.base import ChatMessage, CompletionRequest, Provider, StreamEnd
     from llm.providers.openai import OpenAIProvider
 
-    settings.RHETOR_PROVIDERS = ["openai"]
-    settings.OPENAI_API_KEY = "bench-key"
-    settings.OPENAI_BASE_URL = f"{url}/v1"
-    provider = OpenAIProvider()
+    settings.RHETOR_PROVIDERS = [provider_id]
+    provider: Provider
+    if provider_id == "anthropic":
+        settings.ANTHROPIC_API_KEY = "bench-key"
+        settings.ANTHROPIC_BASE_URL = url
+        provider, model = AnthropicProvider(), "claude-3-haiku-20240307"
+    else:
+        settings.OPENAI_API_KEY = "bench-key"
+        settings.OPENAI_BASE_URL = f"{url}/v1"
+        provider, model = OpenAIProvider(), "gpt-4o"
 
     def request(text: str) -> CompletionRequest:
-        return CompletionRequest(
-            model="gpt-4o", messages=(ChatMessage("user", text),), max_tokens=100
-        )
+        return CompletionRequest(model=model, messages=(ChatMessage("user", text),), max_tokens=100)
 
     async def stream_once(req: CompletionRequest) -> int:
         events = 0
@@ -125,7 +132,7 @@ def run(url: str, *, calls: int, warmup: int) -> None:
         return rows
 
     rows = asyncio.run(measure())
-    print(f"OpenAIProvider against the fake upstream, {calls} calls per case")
+    print(f"{type(provider).__name__} against the fake upstream, {calls} calls per case")
     print(f"{'case':<20} {'events':>6} {'CPU ms/call':>12} {'calls/s':>9}")
     for name, cpu_ms, rate, events in rows:
         print(f"{name:<20} {events:>6} {cpu_ms:>12.3f} {rate:>9.0f}")
