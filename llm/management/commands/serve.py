@@ -61,6 +61,9 @@ class Command(BaseCommand):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Streamed replies are many small writes: without TCP_NODELAY (which accepted
+        # connections inherit on Linux) Nagle holds each one until the previous is acked.
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             listener.bind((host.strip("[]"), port))
         except OSError as exc:
