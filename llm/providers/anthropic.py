@@ -9,16 +9,25 @@ ends without `message_stop`, or an `error` event, raises a ProviderError, never 
 
 Completions report the model Rhetor asked for (its routing and price key), not the
 snapshot name the API echoes back.
+
+Cheap per request and per event, as the OpenAI adapter: the SDK client sends every request
+(auth, anthropic-version, base URL, timeouts, non-2xx statuses as
+`anthropic.APIStatusError`) through its raw surface, `client.post(...,
+cast_to=httpx2.Response)`, with the body serialized here; the events are read with
+llm/providers/sse.py, one `json.loads` each, no pydantic model per event. As the SDK does,
+frames without an event name and `ping`s are skipped. After `message_stop` the body's end
+is read briefly, so the connection goes back to the pool.
 """
 
+import contextlib
 import functools
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anthropic
 import anyio
 import httpx2
-from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
 from django.conf import settings
 
 from llm.providers.base import (
@@ -38,6 +47,7 @@ from llm.providers.base import (
     Usage,
     retry_after_seconds,
 )
+from llm.providers.sse import SSEDecoder
 
 PROVIDER_ID = "anthropic"
 CONTEXT_WINDOW = 200_000
@@ -69,12 +79,14 @@ ERROR_TYPE_STATUS = {
 # What the SDK and its transport raise for network trouble and bad payloads.
 _TRANSPORT_ERRORS = (httpx2.TransportError, OSError, anyio.EndOfStream, anyio.BrokenResourceError)
 _CAUGHT = (anthropic.APIError, *_TRANSPORT_ERRORS, ValueError)
+# How long to wait, after message_stop, for the end of the body.
+_DRAIN_SECONDS = 0.1
 
 # Loading the CA bundle takes ~20 ms; every client of the process shares one context.
 _ssl_context = functools.cache(httpx2.create_ssl_context)
 
 
-def anthropic_messages(request: CompletionRequest) -> tuple[str | None, list[MessageParam]]:
+def anthropic_messages(request: CompletionRequest) -> tuple[str | None, list[dict[str, str]]]:
     """The request in Anthropic's shape: the system prompt apart (system-role turns are
     appended to it), and consecutive turns of the same role merged into one."""
     system_parts = [request.system] if request.system else []
@@ -86,12 +98,7 @@ def anthropic_messages(request: CompletionRequest) -> tuple[str | None, list[Mes
             merged[-1] = (message.role, f"{merged[-1][1]}\n\n{message.content}")
         else:
             merged.append((message.role, message.content))
-    turns: list[MessageParam] = [
-        UserMessageParam(role="user", content=text)
-        if role == "user"
-        else AssistantMessageParam(role="assistant", content=text)
-        for role, text in merged
-    ]
+    turns = [{"role": role, "content": text} for role, text in merged]
     return "\n\n".join(system_parts) or None, turns
 
 
@@ -99,16 +106,61 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _input_tokens(usage: object) -> int | None:
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _input_tokens(usage: dict[str, Any]) -> int | None:
     """Input tokens of a usage object: the uncached ones plus cache writes and reads."""
-    base = _int(getattr(usage, "input_tokens", None))
+    base = _int(usage.get("input_tokens"))
     if base is None:
         return None
     cached = (
-        _int(getattr(usage, "cache_creation_input_tokens", None)) or 0,
-        _int(getattr(usage, "cache_read_input_tokens", None)) or 0,
+        _int(usage.get("cache_creation_input_tokens")) or 0,
+        _int(usage.get("cache_read_input_tokens")) or 0,
     )
     return base + sum(cached)
+
+
+def _body(request: CompletionRequest, *, stream: bool) -> bytes:
+    """The request body as the SDK would serialize it (compact UTF-8 JSON, no NaN)."""
+    system, messages = anthropic_messages(request)
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": messages,
+    }
+    if system:
+        body["system"] = system
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if stream:
+        body["stream"] = True
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+async def _drain(chunks: AsyncGenerator[bytes, None]) -> None:
+    """Read what follows message_stop (normally only the body's end), briefly, so that the
+    connection goes back to the pool instead of being closed."""
+    with contextlib.suppress(*_TRANSPORT_ERRORS), anyio.move_on_after(_DRAIN_SECONDS):
+        async for _ in chunks:
+            pass
+
+
+class _StreamFailed(Exception):
+    """An `error` event inside a 200 stream; `data` is its raw payload."""
+
+    def __init__(self, data: str, headers: httpx2.Headers) -> None:
+        super().__init__(data)
+        self.headers = headers
+        try:
+            body: object = json.loads(data)
+        except ValueError:
+            body = data
+        error = _dict(body).get("error")
+        self.api_message = _dict(error).get("message")
+        self.type = _dict(error).get("type")
+        self.text = data.strip()[:500] or "An error occurred during streaming"
 
 
 class AnthropicProvider:
@@ -171,94 +223,111 @@ class AnthropicProvider:
         read = request.timeout or settings.RHETOR_PROVIDER_TIMEOUT
         return anthropic.Timeout(read, connect=min(settings.RHETOR_CONNECT_TIMEOUT, read))
 
-    def _params(self, request: CompletionRequest) -> dict[str, Any]:
-        system, messages = anthropic_messages(request)
-        params: dict[str, Any] = {
-            "model": request.model,
-            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
-            "messages": messages,
-            "timeout": self._timeout(request),
-        }
-        if system:
-            params["system"] = system
-        if request.temperature is not None:
-            # This SDK version has no typed `temperature`; the API still takes it.
-            params["extra_body"] = {"temperature": request.temperature}
-        return params
+    async def _post(self, request: CompletionRequest, *, stream: bool) -> httpx2.Response:
+        """POST /v1/messages through the SDK client, with the body already serialized and
+        the raw response back. With `stream`, the body is not read yet."""
+        client = self._get_client()
+        return await client.post(
+            "/v1/messages",
+            cast_to=httpx2.Response,
+            content=_body(request, stream=stream),
+            options={"timeout": self._timeout(request)},
+            stream=stream,
+        )
 
     # --- Calls ----------------------------------------------------------------------------
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        client = self._get_client()
         try:
-            message = await client.messages.create(**self._params(request), stream=False)
+            response = await self._post(request, stream=False)
+            message = json.loads(response.content)
         except _CAUGHT as exc:
             raise self._error(exc, in_stream=False) from exc
-        content = getattr(message, "content", None)
+        content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, list):
             raise ProviderResponseError(self.id, "the response has no content")
         text = "".join(
-            block.text
+            block["text"]
             for block in content
-            if getattr(block, "type", None) == "text" and isinstance(block.text, str)
+            if isinstance(block, dict)
+            and block.get("type") == "text"
+            and isinstance(block.get("text"), str)
         )
-        usage = getattr(message, "usage", None)
-        input_tokens, output_tokens = (
-            _input_tokens(usage),
-            _int(getattr(usage, "output_tokens", None)),
-        )
+        usage = _dict(message.get("usage"))
+        input_tokens, output_tokens = _input_tokens(usage), _int(usage.get("output_tokens"))
         if input_tokens is None or output_tokens is None:
             raise ProviderResponseError(self.id, "the response has no usage")
+        stop_reason = message.get("stop_reason")
         return Completion(
             text=text,
             usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens),
             model=request.model,
-            finish_reason=getattr(message, "stop_reason", None),
+            finish_reason=stop_reason if isinstance(stop_reason, str) else None,
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
-        client = self._get_client()
         try:
-            events = await client.messages.create(**self._params(request), stream=True)
+            response = await self._post(request, stream=True)
         except _CAUGHT as exc:
             raise self._error(exc, in_stream=False) from exc
         input_tokens: int | None = None
         output_tokens: int | None = None
         stop_reason: str | None = None
-        stopped = False
+        stopped = ended = False
 
         def partial() -> Usage | None:
             if input_tokens is None:
                 return None
             return Usage(input_tokens, output_tokens or 0, source="partial")
 
+        chunks = response.aiter_bytes()
+        decoder = SSEDecoder()
         try:
-            async for event in events:
-                kind = getattr(event, "type", None)
-                if kind == "message_start":
-                    usage = getattr(getattr(event, "message", None), "usage", None)
-                    input_tokens = _input_tokens(usage)
-                    output_tokens = _int(getattr(usage, "output_tokens", None))
-                elif kind == "content_block_delta":
-                    delta = getattr(event, "delta", None)
-                    text = getattr(delta, "text", None)
-                    is_text = getattr(delta, "type", None) == "text_delta"
-                    if is_text and isinstance(text, str) and text:
-                        yield TextDelta(text)
-                elif kind == "message_delta":
-                    usage = getattr(event, "usage", None)
-                    output_tokens = _int(getattr(usage, "output_tokens", None)) or output_tokens
-                    # message_delta may restate the cumulative input (server tools).
-                    if _int(getattr(usage, "input_tokens", None)) is not None:
+            while not (stopped or ended):
+                try:
+                    events = decoder.feed(await anext(chunks))
+                except StopAsyncIteration:
+                    events = decoder.finish()
+                    ended = True
+                for sse in events:
+                    name = sse.event
+                    if name is None or name == "ping":
+                        continue
+                    if name == "error":
+                        raise _StreamFailed(sse.data, response.headers)
+                    if not sse.data:
+                        continue
+                    event = json.loads(sse.data)
+                    if not isinstance(event, dict):
+                        raise ValueError(f"an event is not an object: {sse.data[:100]}")
+                    kind = event.get("type")
+                    if kind == "content_block_delta":
+                        delta = _dict(event.get("delta"))
+                        text = delta.get("text")
+                        if delta.get("type") == "text_delta" and isinstance(text, str) and text:
+                            yield TextDelta(text)
+                    elif kind == "message_start":
+                        usage = _dict(_dict(event.get("message")).get("usage"))
                         input_tokens = _input_tokens(usage)
-                    stop_reason = getattr(getattr(event, "delta", None), "stop_reason", None)
-                elif kind == "message_stop":
-                    stopped = True
-                # Read on after message_stop, so the connection goes back to the pool.
-        except _CAUGHT as exc:
+                        output_tokens = _int(usage.get("output_tokens"))
+                    elif kind == "message_delta":
+                        usage = _dict(event.get("usage"))
+                        output_tokens = _int(usage.get("output_tokens")) or output_tokens
+                        # message_delta may restate the cumulative input (server tools).
+                        if _int(usage.get("input_tokens")) is not None:
+                            input_tokens = _input_tokens(usage)
+                        reason = _dict(event.get("delta")).get("stop_reason")
+                        stop_reason = reason if isinstance(reason, str) else None
+                    elif kind == "message_stop":
+                        stopped = True
+                        break
+            if stopped:
+                await _drain(chunks)
+        except (*_CAUGHT, _StreamFailed) as exc:
             raise self._error(exc, in_stream=True, usage=partial()) from exc
         finally:
-            await events.close()
+            await chunks.aclose()
+            await response.aclose()
         if not stopped:
             raise ProviderResponseError(
                 self.id, "the stream ended without message_stop", usage=partial()
@@ -279,16 +348,21 @@ class AnthropicProvider:
         """The typed error for what the SDK raised. `in_stream`: the response had begun,
         so a broken connection is a cut stream rather than an unreachable upstream."""
         error: ProviderError
-        if isinstance(exc, anthropic.APIStatusError):
-            message = exc.api_message or _body_text(exc.body) or str(exc)
-            status = exc.status_code
-            if status < 400:  # an `error` event inside a 200 stream
-                error_type = exc.type if isinstance(exc.type, str) else ""
-                status = ERROR_TYPE_STATUS.get(error_type, 500)
+        if isinstance(exc, _StreamFailed):
+            error_type = exc.type if isinstance(exc.type, str) else ""
+            message = exc.api_message if isinstance(exc.api_message, str) else None
             return ProviderHTTPError(
                 self.id,
-                status,
-                message,
+                ERROR_TYPE_STATUS.get(error_type, 500),
+                message or exc.text,
+                retry_after=retry_after_seconds(exc.headers),
+                usage=usage,
+            )
+        if isinstance(exc, anthropic.APIStatusError):
+            return ProviderHTTPError(
+                self.id,
+                exc.status_code,
+                exc.api_message or _body_text(exc.body) or str(exc),
                 retry_after=retry_after_seconds(exc.response.headers),
                 usage=usage,
             )

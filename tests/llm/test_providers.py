@@ -480,6 +480,20 @@ class TestAnthropicProvider(UpstreamContractMixin):
         assert isinstance(error, ProviderHTTPError)
         assert (error.status_code, error.message, error.retryable) == (529, "Overloaded", True)
 
+    @pytest.mark.parametrize("streaming", [False, True], ids=["_case_complete", "_case_stream"])
+    async def test_the_connection_is_reused_after_the_answer(
+        self, provider: AnthropicProvider, fake_upstream: FakeUpstream, streaming: bool
+    ) -> None:
+        # After message_stop the rest of the body is read, so the connection goes back
+        # to the pool instead of being closed: no new TCP connection per request.
+        for _ in range(3):
+            await self.call(provider, streaming=streaming)
+
+        pool = provider._get_client()._client._transport._pool  # type: ignore[attr-defined]
+        assert len(pool.connections) == 1
+        assert pool.connections[0].is_idle()
+        assert len(fake_upstream.requests) == 3
+
     @pytest.mark.parametrize(
         ("setting", "value"),
         [("ANTHROPIC_API_KEY", ""), ("RHETOR_PROVIDERS", ["simulated"])],
