@@ -18,7 +18,7 @@ import time
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -29,7 +29,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import F, QuerySet
+from django.db.models import F, Field, Model, QuerySet
 from django.utils import timezone
 
 from budget import policies
@@ -226,6 +226,40 @@ def _counter_move_sql() -> str:
     )
 
 
+def _counter_hold(key: CounterKey, cid: int, *, needed: int, headroom: int) -> bool:
+    """The enforce check (R6): `reserved += needed` on the counter (by id and natural key)
+    only if `spent - baseline + reserved <= headroom` (the limit less what is needed). One
+    conditional UPDATE, written as SQL once; True when it held."""
+    period, kind, value, start = key
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _counter_hold_sql(connection.vendor),
+            [
+                needed,
+                cid,
+                period,
+                kind,
+                value,
+                connection.ops.adapt_datefield_value(start),
+                headroom,
+            ],
+        )
+        return bool(cursor.rowcount == 1)
+
+
+@functools.cache
+def _counter_hold_sql(vendor: str) -> str:
+    q = connection.ops.quote_name
+    # Quoted identifiers of our own model; every value is a parameter.
+    return (
+        f"UPDATE {q(SpendCounter._meta.db_table)} "  # noqa: S608
+        f"SET {q('reserved_nanos')} = {q('reserved_nanos')} + %s "
+        f"WHERE {q('id')} = %s AND {q('period')} = %s AND {q('scope_kind')} = %s "
+        f"AND {q('scope_value')} = %s AND {q('window_start')} = %s "
+        f"AND {q('spent_nanos')} - {q('baseline_nanos')} + {q('reserved_nanos')} <= %s"
+    )
+
+
 def _request_keys(*, provider: str, component: str, now: dt.datetime) -> list[CounterKey]:
     tz = settings.RHETOR_TIMEZONE
     scopes = [("all", ""), ("provider", provider)]
@@ -305,20 +339,13 @@ def _place_holds(
     )
     for key, lim in keyed:
         assert lim.limit_nanos is not None  # noqa: S101 - filtered by the caller
-        add = F("reserved_nanos") + needed
         if lim.policy == Policy.ENFORCE and not bypass:
             cid = _counter_id(key)
             headroom = lim.limit_nanos - needed
             for fresh in (False, True):
                 if fresh:
                     cid = _counter_id(key, fresh=True)
-                updated = (
-                    _counter_qs(key, cid)
-                    .alias(used=F("spent_nanos") - F("baseline_nanos") + F("reserved_nanos"))
-                    .filter(used__lte=headroom)
-                    .update(reserved_nanos=add)
-                )
-                if updated == 1:
+                if _counter_hold(key, cid, needed=needed, headroom=headroom):
                     break
                 counter = _counter_qs(key, cid).first()
                 if counter is not None:
@@ -327,7 +354,7 @@ def _place_holds(
                 raise RuntimeError(f"spend counter {key} vanished")
             held.append(key)
             continue
-        cid = _counter_update(key, reserved_nanos=add)
+        cid = _counter_update(key, reserved_nanos=F("reserved_nanos") + needed)
         held.append(key)
         counter = _counter_qs(key, cid).get()
         use = policies.LimitUse(
@@ -494,24 +521,26 @@ def budget_reserve(
                     ),
                 )
             warnings.extend(hold_warnings)
-        row = BudgetReservation.objects.create(
-            request_id=request_id,
-            attempt=attempt,
-            provider=provider,
-            model=model,
-            component=component,
-            task_type=task_type,
-            context_id=context_id,
-            prompt_version_id=prompt_version_id,
-            input_tokens=input_tokens,
-            max_tokens=allowed_tokens if allowed_tokens is not None else max_tokens,
-            reserved_nanos=needed,
-            price_id=price.pk,
-            price_is_fallback=quote.is_fallback,
-            is_fallback=is_fallback,
-            bypassed=bypassed,
-            held_counters=[[k[0], k[1], k[2], k[3].isoformat()] for k in held],
-            created_at=now,
+        row = _insert(
+            BudgetReservation(
+                request_id=request_id,
+                attempt=attempt,
+                provider=provider,
+                model=model,
+                component=component,
+                task_type=task_type,
+                context_id=context_id,
+                prompt_version_id=prompt_version_id,
+                input_tokens=input_tokens,
+                max_tokens=allowed_tokens if allowed_tokens is not None else max_tokens,
+                reserved_nanos=needed,
+                price_id=price.pk,
+                price_is_fallback=quote.is_fallback,
+                is_fallback=is_fallback,
+                bypassed=bypassed,
+                held_counters=[[k[0], k[1], k[2], k[3].isoformat()] for k in held],
+                created_at=now,
+            )
         )
     return Reservation(
         reservation_id=row.pk,
@@ -606,30 +635,71 @@ def budget_settle(
     _counters_move([(key, *_pair(deltas[key])) for key in sorted(deltas) if any(deltas[key])])
 
     source = UsageRecord.Source.NONE if usage is None else UsageRecord.Source(usage.source)
-    return UsageRecord.objects.create(
-        request_id=resv.request_id,
-        attempt=resv.attempt,
-        reservation_id=resv.id,
-        provider=resv.provider,
-        model=resv.model,
-        component=resv.component,
-        task_type=resv.task_type,
-        context_id=resv.context_id,
-        prompt_version_id=resv.prompt_version_id,
-        input_tokens=usage.input_tokens if usage else 0,
-        output_tokens=usage.output_tokens if usage else 0,
-        cost_nanos=charged,
-        reserved_nanos=resv.reserved_nanos,
-        price_id=resv.price_id,
-        price_is_fallback=resv.price_is_fallback,
-        status=status,
-        source=source,
-        is_fallback=resv.is_fallback,
-        bypassed=resv.bypassed,
-        latency_ms=max(0, latency_ms),
-        error=error,
-        created_at=now,
+    return _insert(
+        UsageRecord(
+            request_id=resv.request_id,
+            attempt=resv.attempt,
+            reservation_id=resv.id,
+            provider=resv.provider,
+            model=resv.model,
+            component=resv.component,
+            task_type=resv.task_type,
+            context_id=resv.context_id,
+            prompt_version_id=resv.prompt_version_id,
+            input_tokens=usage.input_tokens if usage else 0,
+            output_tokens=usage.output_tokens if usage else 0,
+            cost_nanos=charged,
+            reserved_nanos=resv.reserved_nanos,
+            price_id=resv.price_id,
+            price_is_fallback=resv.price_is_fallback,
+            status=status,
+            source=source,
+            is_fallback=resv.is_fallback,
+            bypassed=resv.bypassed,
+            latency_ms=max(0, latency_ms),
+            error=error,
+            created_at=now,
+        )
     )
+
+
+_Row = TypeVar("_Row", BudgetReservation, UsageRecord)
+
+
+def _insert(obj: _Row) -> _Row:
+    """`obj.save()` of a new reservation or usage record without the ORM compiling the same
+    INSERT twice per request: each field's value is prepared as the ORM prepares it
+    (`get_db_prep_save`), into one INSERT ... RETURNING id written once per model. Neither
+    model has save() overrides or signal receivers."""
+    model = type(obj)
+    fields = _insert_fields(model)
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(_insert_sql(model, connection.vendor, returning=True), params)
+            obj.pk = cursor.fetchone()[0]
+        else:  # pragma: no cover - SQLite < 3.35
+            cursor.execute(_insert_sql(model, connection.vendor, returning=False), params)
+            obj.pk = cursor.lastrowid
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return obj
+
+
+@functools.cache
+def _insert_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
+    return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
+
+
+@functools.cache
+def _insert_sql(model: type[Model], vendor: str, *, returning: bool) -> str:
+    q = connection.ops.quote_name
+    fields = _insert_fields(model)
+    columns = ", ".join(q(str(f.column)) for f in fields)
+    values = ", ".join(["%s"] * len(fields))
+    # Quoted identifiers of our own models; every value is a parameter.
+    sql = f"INSERT INTO {q(model._meta.db_table)} ({columns}) VALUES ({values})"  # noqa: S608
+    return sql + (f" RETURNING {q(str(model._meta.pk.column))}" if returning else "")
 
 
 def _pair(delta: list[int]) -> tuple[int, int]:
@@ -741,7 +811,9 @@ def _counters_move(moves: list[tuple[CounterKey, int, int]]) -> None:
     global key order), in one UPDATE: `CASE` on the remembered ids, each row matched by id
     *and* natural key as in `_counter_move`. A counter whose remembered id no longer names
     it (a test rolled its rows back) is not matched; it is moved on its own afterwards,
-    the per-counter way that re-resolves the id.
+    the per-counter way that re-resolves the id (out of key order: ids go stale only when
+    counter rows are deleted, which no code path does). A counter without a remembered id
+    sends the whole settle the per-counter way (see below).
 
     Deadlocks: one UPDATE locks its rows in scan order, not key order. SQLite has no row
     locks (one writer at a time), but on PostgreSQL two settles, or a settle and a reserve
@@ -753,8 +825,12 @@ def _counters_move(moves: list[tuple[CounterKey, int, int]]) -> None:
         for key, release, charge in moves:
             _counter_move(key, release=release, charge=charge)
         return
-    ids = [_counter_id(key) for key, _, _ in moves]
-    if len(set(ids)) != len(ids):  # stale ids that collide: resolve each one afresh
+    remembered = [_counter_ids.get(key) for key, _, _ in moves]
+    ids = [cid for cid in remembered if cid is not None]
+    if len(ids) != len(moves) or len(set(ids)) != len(ids):
+        # A counter this process has not seen yet (a new window) may have to be created,
+        # and creating a row locks it: that has to happen in key order too, so each
+        # counter is resolved and moved in turn. Likewise when stale ids collide.
         for key, release, charge in moves:
             _counter_move(key, release=release, charge=charge)
         return
