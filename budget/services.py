@@ -23,10 +23,12 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import (
+    DEFAULT_DB_ALIAS,
     InterfaceError,
     OperationalError,
     close_old_connections,
     connection,
+    connections,
     transaction,
 )
 from django.db.models import F, Field, Model, QuerySet
@@ -155,9 +157,16 @@ def _counter_id(key: CounterKey, *, fresh: bool = False) -> int:
     if row is None:
         SpendCounter.objects.bulk_create([SpendCounter(**lookup)], ignore_conflicts=True)
         row = SpendCounter.objects.filter(**lookup).values_list("id", flat=True).get()
-    with _counter_lock:
-        _counter_ids[key] = row
+    # Other threads use the id only once it is committed: a row this transaction created
+    # is invisible to them until then, and a settle that took its id from here would not
+    # find it in its batched UPDATE, then wait for the creator out of key order (deadlock).
+    transaction.on_commit(functools.partial(_counter_remember, key, row))
     return row
+
+
+def _counter_remember(key: CounterKey, cid: int) -> None:
+    with _counter_lock:
+        _counter_ids[key] = cid
 
 
 def _counter_qs(key: CounterKey, cid: int) -> QuerySet[SpendCounter]:
@@ -188,9 +197,10 @@ def _counter_move(key: CounterKey, *, release: int, charge: int) -> None:
     """`reserved -= release, spent += charge` on one counter: the same single UPDATE as
     `_counter_update` (by id and natural key), written as SQL once instead of compiled by
     the ORM for every counter of every settle (six to nine of them per request)."""
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once; each `connection.x` looks again
     cid = _counter_id(key)
     period, kind, value, start = key
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(
             _counter_move_sql(),
             [
@@ -200,7 +210,7 @@ def _counter_move(key: CounterKey, *, release: int, charge: int) -> None:
                 period,
                 kind,
                 value,
-                connection.ops.adapt_datefield_value(start),
+                db.ops.adapt_datefield_value(start),
             ],
         )
         if cursor.rowcount == 1:
@@ -230,17 +240,18 @@ def _counter_hold(key: CounterKey, cid: int, *, needed: int, headroom: int) -> b
     """The enforce check (R6): `reserved += needed` on the counter (by id and natural key)
     only if `spent - baseline + reserved <= headroom` (the limit less what is needed). One
     conditional UPDATE, written as SQL once; True when it held."""
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once; each `connection.x` looks again
     period, kind, value, start = key
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(
-            _counter_hold_sql(connection.vendor),
+            _counter_hold_sql(db.vendor),
             [
                 needed,
                 cid,
                 period,
                 kind,
                 value,
-                connection.ops.adapt_datefield_value(start),
+                db.ops.adapt_datefield_value(start),
                 headroom,
             ],
         )
@@ -671,18 +682,19 @@ def _insert(obj: _Row) -> _Row:
     INSERT twice per request: each field's value is prepared as the ORM prepares it
     (`get_db_prep_save`), into one INSERT ... RETURNING id written once per model. Neither
     model has save() overrides or signal receivers."""
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once; each `connection.x` looks again
     model = type(obj)
     fields = _insert_fields(model)
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        if connection.features.can_return_columns_from_insert:
-            cursor.execute(_insert_sql(model, connection.vendor, returning=True), params)
+    params = [f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields]
+    with db.cursor() as cursor:
+        if db.features.can_return_columns_from_insert:
+            cursor.execute(_insert_sql(model, db.vendor, returning=True), params)
             obj.pk = cursor.fetchone()[0]
         else:  # pragma: no cover - SQLite < 3.35
-            cursor.execute(_insert_sql(model, connection.vendor, returning=False), params)
+            cursor.execute(_insert_sql(model, db.vendor, returning=False), params)
             obj.pk = cursor.lastrowid
     obj._state.adding = False
-    obj._state.db = connection.alias
+    obj._state.db = db.alias
     return obj
 
 
@@ -753,8 +765,9 @@ def _claim(reservation_id: int, *, now: dt.datetime) -> _Claimed | None:
     """Mark a held reservation settled and read it back: one UPDATE ... RETURNING where the
     database has it (PostgreSQL, SQLite >= 3.35), else the UPDATE and a SELECT. None when
     it is not held (settled already, or unknown)."""
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once; each `connection.x` looks again
     held, settled = BudgetReservation.State.HELD, BudgetReservation.State.SETTLED
-    if not connection.features.can_return_columns_from_insert:  # pragma: no cover - old SQLite
+    if not db.features.can_return_columns_from_insert:  # pragma: no cover - old SQLite
         claimed = BudgetReservation.objects.filter(pk=reservation_id, state=held).update(
             state=settled, settled_at=now
         )
@@ -766,10 +779,10 @@ def _claim(reservation_id: int, *, now: dt.datetime) -> _Claimed | None:
             input_price=resv.price.input_price,
             output_price=resv.price.output_price,
         )
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(
-            _claim_sql(connection.vendor),
-            [settled, connection.ops.adapt_datetimefield_value(now), reservation_id, held],
+            _claim_sql(db.vendor),
+            [settled, db.ops.adapt_datetimefield_value(now), reservation_id, held],
         )
         row = cursor.fetchone()
     if row is None:
@@ -821,6 +834,7 @@ def _counters_move(moves: list[tuple[CounterKey, int, int]]) -> None:
     wants. There the rows are first locked with `SELECT ... ORDER BY <key order> FOR
     UPDATE` (PostgreSQL locks in the order the rows come out of the sort), so every
     transaction still takes counter locks in the one global key order."""
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once; each `connection.x` looks again
     if len(moves) < 2:
         for key, release, charge in moves:
             _counter_move(key, release=release, charge=charge)
@@ -837,9 +851,9 @@ def _counters_move(moves: list[tuple[CounterKey, int, int]]) -> None:
     match: list[Any] = []
     for cid, (key, _, _) in zip(ids, moves, strict=True):
         period, kind, value, start = key
-        match += [cid, period, kind, value, connection.ops.adapt_datefield_value(start)]
-    vendor, n = connection.vendor, len(moves)
-    with connection.cursor() as cursor:
+        match += [cid, period, kind, value, db.ops.adapt_datefield_value(start)]
+    vendor, n = db.vendor, len(moves)
+    with db.cursor() as cursor:
         if vendor == "postgresql":
             order: list[Any] = []
             for position, cid in enumerate(ids):

@@ -282,27 +282,34 @@ def _counters() -> dict[tuple[str, str, str], tuple[int, int]]:
         pytest.param("missing", id="_case_id_of_a_row_that_is_gone"),
     ],
 )
-def test_settle_moves_every_counter_once_even_with_stale_remembered_ids(poison, set_limit, reserve):
+def test_settle_moves_every_counter_once_even_with_stale_remembered_ids(
+    poison, set_limit, reserve, django_capture_on_commit_callbacks
+):
     set_limit("daily", "1", "enforce")
     set_limit("monthly", "1", "enforce", scope="component:ergon")
+    with django_capture_on_commit_callbacks(execute=True):  # the counter ids are remembered
+        _settle(reserve())
     r = reserve()  # holds 1_500_000 on two counters; settle charges nine
-    keys = sorted(services._counter_ids)
+    keys = sorted(
+        (c.period, c.scope_kind, c.scope_value, c.window_start) for c in SpendCounter.objects.all()
+    )
+    ids = services._counter_ids
+    assert len(keys) == 9
+    assert all(key in ids for key in keys)
     if poison == "swapped":
-        a, b = keys[0], keys[-1]
-        services._counter_ids[a], services._counter_ids[b] = (
-            services._counter_ids[b],
-            services._counter_ids[a],
-        )
+        ids[keys[0]], ids[keys[-1]] = ids[keys[-1]], ids[keys[0]]
     elif poison == "collide":
-        services._counter_ids[keys[1]] = services._counter_ids[keys[0]]
+        ids[keys[1]] = ids[keys[0]]
     elif poison == "missing":
-        services._counter_ids[keys[0]] = 10**12
+        ids[keys[0]] = 10**12
 
+    _settle(r)
+
+    cost = 1000 * 250 + 400 * 1250
+    assert set(_counters().values()) == {(2 * cost, 0)}
+
+
+def _settle(r: services.Reservation) -> None:
     services.budget_settle(
         reservation_id=r.reservation_id, usage=Usage(1000, 400), status="ok", latency_ms=1
     )
-
-    cost = 1000 * 250 + 400 * 1250
-    counters = _counters()
-    assert len(counters) == 9
-    assert set(counters.values()) == {(cost, 0)}

@@ -96,9 +96,12 @@ def test_model_price_lookup_is_one_query(django_assert_num_queries):
 
 
 @pytest.mark.django_db
-def test_reserve_query_count_with_one_enforce_limit(django_assert_num_queries, set_limit, reserve):
+def test_reserve_query_count_with_one_enforce_limit(
+    django_assert_num_queries, set_limit, reserve, django_capture_on_commit_callbacks
+):
     set_limit("daily", "5", "enforce")
-    reserve()  # warms the counter-id cache
+    with django_capture_on_commit_callbacks(execute=True):
+        reserve()  # warms the counter-id cache (ids are remembered once committed)
 
     # [SAVEPOINT], conditional UPDATE, reservation INSERT, [RELEASE]; in production the
     # bracketed pair is BEGIN ... COMMIT. Price and limits come from the worker's cache.
@@ -107,12 +110,15 @@ def test_reserve_query_count_with_one_enforce_limit(django_assert_num_queries, s
 
 
 @pytest.mark.django_db
-def test_settle_query_count_with_one_enforce_limit(django_assert_num_queries, set_limit, reserve):
+def test_settle_query_count_with_one_enforce_limit(
+    django_assert_num_queries, set_limit, reserve, django_capture_on_commit_callbacks
+):
     set_limit("daily", "5", "enforce")
-    warm = reserve()
-    services.budget_settle(
-        reservation_id=warm.reservation_id, usage=Usage(10, 10), status="ok", latency_ms=1
-    )
+    with django_capture_on_commit_callbacks(execute=True):  # counter ids remembered
+        warm = reserve()
+        services.budget_settle(
+            reservation_id=warm.reservation_id, usage=Usage(10, 10), status="ok", latency_ms=1
+        )
     r = reserve()
 
     # [SAVEPOINT], claim-and-read (UPDATE ... RETURNING), one UPDATE of the six counters,
