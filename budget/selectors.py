@@ -1,6 +1,7 @@
 """Budget reads: prices, tiers, limits in force, status and the usage ledger."""
 
 import datetime as dt
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -325,9 +327,17 @@ class BudgetConfig:
     """One load of the price and limit tables, with per-worker answers memoized (both
     tables are small: one row per priced model and per limit)."""
 
-    def __init__(self, *, prices: Iterable[ModelPrice], limits: Iterable[BudgetLimit]) -> None:
+    def __init__(
+        self,
+        *,
+        prices: Iterable[ModelPrice],
+        limits: Iterable[BudgetLimit],
+        limits_fingerprint: tuple[Any, ...] | None = None,
+    ) -> None:
         self.prices = tuple(prices)
         self.limit_rows = tuple(_from_row(row) for row in limits)
+        # budget_limits_fingerprint() as it was before the limits were read.
+        self.limits_fingerprint = limits_fingerprint
         self._by_provider: dict[str, list[ModelPrice]] = {}
         for price in self.prices:
             self._by_provider.setdefault(price.provider, []).append(price)
@@ -385,8 +395,32 @@ class BudgetConfig:
 
 
 def budget_config_load() -> BudgetConfig:
-    """The price and limit tables from the database (two queries)."""
-    return BudgetConfig(prices=ModelPrice.objects.all(), limits=BudgetLimit.objects.all())
+    """The price and limit tables from the database (three queries)."""
+    fingerprint = budget_limits_fingerprint()  # first: rows read after it are no older
+    return BudgetConfig(
+        prices=ModelPrice.objects.all(),
+        limits=BudgetLimit.objects.all(),
+        limits_fingerprint=fingerprint,
+    )
+
+
+def budget_limits_fingerprint() -> tuple[Any, ...]:
+    """How many limit rows exist and when one last changed (`updated_at` moves on every
+    save; a delete changes the count): one aggregate over a table of a few rows. Reserve
+    compares it with its cached limits on every request, so a limit an operator sets or
+    lowers on any worker is enforced by every worker from the next request on, without
+    waiting for the version recheck. (Prices follow the recheck.)"""
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.cursor() as cursor:
+        cursor.execute(_limits_fingerprint_sql(db.vendor))
+        return tuple(cursor.fetchone())
+
+
+@functools.cache
+def _limits_fingerprint_sql(vendor: str) -> str:
+    q = connection.ops.quote_name
+    # A quoted identifier of our own model.
+    return f"SELECT COUNT(*), MAX({q('updated_at')}) FROM {q(BudgetLimit._meta.db_table)}"  # noqa: S608
 
 
 def _shared_config_version() -> str:

@@ -53,11 +53,13 @@ from budget.models import (
 )
 from budget.prices import SEED_EFFECTIVE_FROM, SEED_PRICES, SEED_SOURCE
 from budget.selectors import (
+    BudgetConfig,
     EffectiveLimit,
     PriceQuote,
     budget_config,
     budget_config_changed,
     budget_config_drop,
+    budget_limits_fingerprint,
     env_default_limits,
     env_default_policy,
     model_price_get,
@@ -299,6 +301,16 @@ class _Refused(Exception):
         self.refusal = refusal
 
 
+def _config() -> BudgetConfig:
+    """This worker's prices and limits, its limits checked against the database's (one
+    small aggregate; see `budget_limits_fingerprint`)."""
+    config = budget_config()
+    if config.limits_fingerprint != budget_limits_fingerprint():
+        budget_config_drop()
+        config = budget_config()
+    return config
+
+
 def _quote(*, provider: str, model: str, now: dt.datetime) -> PriceQuote:
     quote = budget_config().quote(provider=provider, model=model, at=now)
     if quote is None:
@@ -477,7 +489,7 @@ def budget_reserve(
             warnings.append(BYPASS_REFUSED)
     limits = [
         lim
-        for lim in budget_config().limits_for(provider=provider, component=component)
+        for lim in _config().limits_for(provider=provider, component=component)
         if lim.limit_nanos is not None and lim.policy != Policy.IGNORE
     ]
 

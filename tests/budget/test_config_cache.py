@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
+from django.utils import timezone
 
 from budget import selectors, services
 from budget.errors import BudgetExceeded
@@ -39,31 +40,62 @@ def _shared_version() -> Any:
     return cache.get(BUDGET_CONFIG_VERSION_KEY)
 
 
+def _on_another_worker(monkeypatch: pytest.MonkeyPatch, change: Callable[[], object]) -> None:
+    """An operator's change made through another worker (its own copy, not this one's),
+    committed."""
+    from django.test import TestCase
+
+    with monkeypatch.context() as other_worker:
+        other_worker.setattr(selectors, "worker_budget_config", BudgetConfigCache())
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            change()
+
+
 @pytest.mark.django_db
-def test_an_operator_lowering_a_limit_on_another_worker_is_enforced_after_the_recheck(
-    worker, set_limit, reserve, monkeypatch, django_capture_on_commit_callbacks
+def test_an_operator_lowering_a_limit_on_another_worker_is_enforced_on_the_next_request(
+    worker, set_limit, reserve, monkeypatch
 ):
-    cache_, clock = worker
+    cache_, _ = worker
     set_limit("daily", "1", "enforce")
     reserve()  # this worker loads the $1 limit
     loads = cache_.loads
 
-    # The operator lowers the limit through another worker (its own copy, not this one).
-    with monkeypatch.context() as other_worker:
-        other_worker.setattr(selectors, "worker_budget_config", BudgetConfigCache())
-        with django_capture_on_commit_callbacks(execute=True):
-            set_limit("daily", "0.001", "enforce")
+    _on_another_worker(monkeypatch, lambda: set_limit("daily", "0.001", "enforce"))
 
-    # Until the recheck interval is over this worker serves from its copy...
-    clock.now += 0.5
-    reserve()
-    assert cache_.loads == loads
-    # ...and the first request after it sees the new version, reloads and is refused.
-    clock.now += 0.5
+    # No time passes: the limits' fingerprint differs, so this worker reloads at once.
     with pytest.raises(BudgetExceeded):
         reserve()
     assert cache_.loads == loads + 1
     assert UsageRecord.objects.exists() is False
+
+
+@pytest.mark.django_db
+def test_an_operator_price_change_on_another_worker_applies_after_the_recheck(
+    worker, reserve, monkeypatch
+):
+    cache_, clock = worker
+    before = reserve().reserved_nanos  # claude-3-haiku: 1000 * 250 + 1000 * 1250
+    loads = cache_.loads
+
+    _on_another_worker(
+        monkeypatch,
+        lambda: services.model_price_set(
+            provider="anthropic",
+            model="claude-3-haiku",
+            input_price=1,
+            output_price=1,
+            effective_from=timezone.now() - dt.timedelta(seconds=1),
+        ),
+    )
+
+    # Until the recheck interval is over this worker quotes from its copy...
+    clock.now += 0.5
+    assert reserve().reserved_nanos == before == 1_500_000
+    assert cache_.loads == loads
+    # ...and the first request after it sees the new version and reloads.
+    clock.now += 0.5
+    assert reserve().reserved_nanos == 2000
+    assert cache_.loads == loads + 1
 
 
 @pytest.mark.django_db

@@ -103,9 +103,10 @@ def test_reserve_query_count_with_one_enforce_limit(
     with django_capture_on_commit_callbacks(execute=True):
         reserve()  # warms the counter-id cache (ids are remembered once committed)
 
-    # [SAVEPOINT], conditional UPDATE, reservation INSERT, [RELEASE]; in production the
-    # bracketed pair is BEGIN ... COMMIT. Price and limits come from the worker's cache.
-    with django_assert_num_queries(4):
+    # the limits' fingerprint, [SAVEPOINT], conditional UPDATE, reservation INSERT,
+    # [RELEASE]; in production the bracketed pair is BEGIN ... COMMIT. Price and limits
+    # come from the worker's cache.
+    with django_assert_num_queries(5):
         reserve()
 
 
