@@ -14,16 +14,13 @@ import logging
 import math
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from budget.errors import BudgetExceeded
@@ -47,6 +44,7 @@ from llm.providers.base import (
     StreamEvent,
     Usage,
 )
+from rhetor_site.versioned import VersionedCache
 
 logger = logging.getLogger("llm")
 
@@ -325,16 +323,7 @@ def load_route_table() -> RouteTable:
     return table
 
 
-def _shared_version() -> str:
-    version = cache.get(ROUTES_VERSION_KEY)
-    if version is None:
-        # First worker up, or the cache was flushed: start a version (add: one wins).
-        cache.add(ROUTES_VERSION_KEY, uuid.uuid4().hex, timeout=None)
-        version = cache.get(ROUTES_VERSION_KEY)
-    return str(version)
-
-
-class RouteTableCache:
+class RouteTableCache(VersionedCache[RouteTable]):
     """One worker's copy of the route table (see above)."""
 
     def __init__(
@@ -344,47 +333,13 @@ class RouteTableCache:
         recheck_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.loader = loader
-        self._recheck = recheck_seconds
-        self.clock = clock
-        self.table: RouteTable | None = None
-        self.version: str | None = None
-        self.checked_at = 0.0
-        self.loads = 0
-
-    @property
-    def recheck_seconds(self) -> float:
-        if self._recheck is not None:
-            return self._recheck
-        return float(getattr(settings, "RHETOR_ROUTES_RECHECK_SECONDS", 1.0))
-
-    def fresh(self) -> RouteTable | None:
-        """The table, if it was checked recently enough to use without looking."""
-        if self.table is not None and self.clock() - self.checked_at < self.recheck_seconds:
-            return self.table
-        return None
-
-    def get(self) -> RouteTable:
-        table = self.fresh()
-        if table is not None:
-            return table
-        version = _shared_version()
-        if self.table is None or version != self.version:
-            self.table = self.loader()
-            self.version = version
-            self.loads += 1
-        self.checked_at = self.clock()
-        return self.table
-
-    async def aget(self) -> RouteTable:
-        table = self.fresh()
-        if table is not None:
-            return table
-        return await sync_to_async(self.get)()
-
-    def invalidate(self) -> None:
-        self.table = None
-        self.version = None
+        super().__init__(
+            key=ROUTES_VERSION_KEY,
+            loader=loader,
+            recheck_setting="RHETOR_ROUTES_RECHECK_SECONDS",
+            recheck_seconds=recheck_seconds,
+            clock=clock,
+        )
 
 
 _worker_routes = RouteTableCache()
@@ -403,8 +358,7 @@ async def aroute_table() -> RouteTable:
 def route_table_changed() -> None:
     """Tell every worker to reload the routes: a new shared version, and this worker's
     copy dropped at once."""
-    cache.set(ROUTES_VERSION_KEY, uuid.uuid4().hex, timeout=None)
-    _worker_routes.invalidate()
+    _worker_routes.changed()
 
 
 # --- Validation of explicit choices --------------------------------------------------------

@@ -241,7 +241,7 @@ async def test_the_request_path_lookup_makes_no_query_in_steady_state(settings) 
     original = router._worker_routes
     router._worker_routes = worker
     try:
-        worker.table, worker.version, worker.checked_at = sentinel, "v", worker.clock()
+        worker.value, worker.version, worker.checked_at = sentinel, "v", worker.clock()
         assert await aroute_table() is sentinel
         assert worker.loads == 0
     finally:
