@@ -273,6 +273,41 @@ def _counter_hold_sql(vendor: str) -> str:
     )
 
 
+def _counter_add(key: CounterKey, *, needed: int) -> int:
+    """Unconditional `reserved += needed` on a counter (a warn-policy or bypassed hold);
+    returns its usage after the hold (`spent - baseline + reserved`). One UPDATE ...
+    RETURNING where the database has it."""
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once; each `connection.x` looks again
+    cid = _counter_id(key)
+    if db.features.can_return_columns_from_insert:
+        period, kind, value, start = key
+        with db.cursor() as cursor:
+            cursor.execute(
+                _counter_add_sql(db.vendor),
+                [needed, cid, period, kind, value, db.ops.adapt_datefield_value(start)],
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            return int(row[0])
+    # A stale remembered id (or no RETURNING): the ORM way, which re-resolves it.
+    cid = _counter_update(key, reserved_nanos=F("reserved_nanos") + needed)
+    counter = _counter_qs(key, cid).get()
+    return counter.used_nanos + counter.reserved_nanos
+
+
+@functools.cache
+def _counter_add_sql(vendor: str) -> str:
+    q = connection.ops.quote_name
+    # Quoted identifiers of our own model; every value is a parameter.
+    return (
+        f"UPDATE {q(SpendCounter._meta.db_table)} "  # noqa: S608
+        f"SET {q('reserved_nanos')} = {q('reserved_nanos')} + %s "
+        f"WHERE {q('id')} = %s AND {q('period')} = %s AND {q('scope_kind')} = %s "
+        f"AND {q('scope_value')} = %s AND {q('window_start')} = %s "
+        f"RETURNING {q('spent_nanos')} - {q('baseline_nanos')} + {q('reserved_nanos')}"
+    )
+
+
 def _request_keys(*, provider: str, component: str, now: dt.datetime) -> list[CounterKey]:
     tz = settings.RHETOR_TIMEZONE
     scopes = [("all", ""), ("provider", provider)]
@@ -377,14 +412,13 @@ def _place_holds(
                 raise RuntimeError(f"spend counter {key} vanished")
             held.append(key)
             continue
-        cid = _counter_update(key, reserved_nanos=F("reserved_nanos") + needed)
+        used = _counter_add(key, needed=needed)
         held.append(key)
-        counter = _counter_qs(key, cid).get()
         use = policies.LimitUse(
             period=lim.period,
             scope=lim.scope,
             limit=lim.limit_nanos,
-            used_before=counter.used_nanos + counter.reserved_nanos - needed,
+            used_before=used - needed,
             needed=needed,
         )
         for message in policies.warnings_for(use):
@@ -867,17 +901,25 @@ def _counters_move(moves: list[tuple[CounterKey, int, int]]) -> None:
     vendor, n = db.vendor, len(moves)
     with db.cursor() as cursor:
         if vendor == "postgresql":
-            order: list[Any] = []
-            for position, cid in enumerate(ids):
-                order += [cid, position]
-            cursor.execute(_counters_lock_sql(vendor, n), [*match, *order])
-        releases: list[Any] = []
-        charges: list[Any] = []
-        for cid, (_, release, charge) in zip(ids, moves, strict=True):
-            releases += [cid, release]
-            charges += [cid, charge]
-        cursor.execute(_counters_move_sql(vendor, n), [*releases, *charges, *match])
-        moved = {row[0] for row in cursor.fetchall()}
+            # Lock the rows that match (id and natural key) in key order; then update those
+            # by id alone. (Few parameters keep both statements in psycopg's query cache,
+            # which skips statements of more than 50.)
+            cursor.execute(_counters_lock_sql(vendor, n), match)
+            moved = {row[0] for row in cursor.fetchall()}
+            todo = [(cid, r, c) for cid, (_, r, c) in zip(ids, moves, strict=True) if cid in moved]
+            if todo:
+                params: list[Any] = [x for cid, r, _ in todo for x in (cid, r)]
+                params += [x for cid, _, c in todo for x in (cid, c)]
+                params += [cid for cid, _, _ in todo]
+                cursor.execute(_counters_move_by_id_sql(vendor, len(todo)), params)
+        else:
+            releases: list[Any] = []
+            charges: list[Any] = []
+            for cid, (_, release, charge) in zip(ids, moves, strict=True):
+                releases += [cid, release]
+                charges += [cid, charge]
+            cursor.execute(_counters_move_sql(vendor, n), [*releases, *charges, *match])
+            moved = {row[0] for row in cursor.fetchall()}
     for cid, (key, release, charge) in zip(ids, moves, strict=True):
         if cid not in moved:
             _counter_move(key, release=release, charge=charge)
@@ -908,10 +950,24 @@ def _counters_move_sql(vendor: str, n: int) -> str:
 @functools.cache
 def _counters_lock_sql(vendor: str, n: int) -> str:
     q = connection.ops.quote_name
-    by_id = " ".join(["WHEN %s THEN %s"] * n)
+    # The global key order: Python compares str by code point, as collation "C" does.
+    order = ", ".join(f'{q(name)} COLLATE "C"' for name in ("period", "scope_kind", "scope_value"))
     return (
         f"SELECT {q('id')} FROM {q(SpendCounter._meta.db_table)} "  # noqa: S608
-        f"WHERE {_counters_match(n)} ORDER BY CASE {q('id')} {by_id} END FOR UPDATE"
+        f"WHERE {_counters_match(n)} ORDER BY {order}, {q('window_start')} FOR UPDATE"
+    )
+
+
+@functools.cache
+def _counters_move_by_id_sql(vendor: str, n: int) -> str:
+    q = connection.ops.quote_name
+    by_id = " ".join(["WHEN %s THEN %s"] * n)
+    ids = ", ".join(["%s"] * n)
+    return (
+        f"UPDATE {q(SpendCounter._meta.db_table)} "  # noqa: S608
+        f"SET {q('reserved_nanos')} = {q('reserved_nanos')} - CASE {q('id')} {by_id} END, "
+        f"{q('spent_nanos')} = {q('spent_nanos')} + CASE {q('id')} {by_id} END "
+        f"WHERE {q('id')} IN ({ids})"
     )
 
 
