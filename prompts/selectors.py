@@ -10,7 +10,6 @@ from django.db.models import (
     BooleanField,
     Case,
     Count,
-    IntegerField,
     Max,
     OuterRef,
     Q,
@@ -312,17 +311,19 @@ def _request_prompt(
         match = Q(is_default=True)
         if task_type:
             match |= Q(task_type=task_type)
-        return (
-            qs.filter(match, component=component, active_version__isnull=False)
-            .annotate(
-                rank=Case(
-                    When(task_type=task_type or "", task_type__gt="", then=Value(0)),
-                    default=Value(1),
-                    output_field=IntegerField(),
-                )
-            )
-            .order_by("rank", "-is_default", "-updated_at", "pk")
-            .first()
+        # The candidates are few (a component's default and its task prompts): ranked
+        # here rather than by an annotated query, which cost more to compile than to run.
+        candidates = list(qs.filter(match, component=component, active_version__isnull=False))
+        if not candidates:
+            return None
+        return min(
+            candidates,
+            key=lambda p: (
+                0 if task_type and p.task_type == task_type else 1,
+                not p.is_default,
+                -p.updated_at.timestamp(),
+                p.pk,
+            ),
         )
     return None
 
