@@ -9,6 +9,7 @@ hold the request placed before it.
 """
 
 import asyncio
+import contextvars
 import datetime as dt
 import functools
 import json
@@ -1031,7 +1032,11 @@ async def abudget_settle_retrying(
             return await _abudget_settle_reconnecting(**kwargs)
         except _UNREACHABLE:
             continue
-    task = asyncio.get_running_loop().create_task(_settle_in_background(kwargs))
+    # A fresh context: the task outlives the request, and must not inherit its
+    # thread-sensitive executor (asgiref refuses calls through it once the request ended).
+    task = asyncio.get_running_loop().create_task(
+        _settle_in_background(kwargs), context=contextvars.Context()
+    )
     _pending_settles.add(task)
     task.add_done_callback(_pending_settles.discard)
     logger.error(

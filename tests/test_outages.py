@@ -19,7 +19,6 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.core.handlers.asgi import ASGIHandler
 from django.db import OperationalError, connection, connections
 from django.db.backends import utils as db_utils
 from django.test import AsyncClient
@@ -27,6 +26,7 @@ from django.test import AsyncClient
 from budget.models import BudgetReservation, UsageRecord
 from budget.services import await_pending_settles, pending_settles
 from llm.providers import reset_providers
+from rhetor_site.handler import PooledThreadsASGIHandler
 from rhetor_site.routing import websocket_urlpatterns
 from tests.fakes.proxy import TcpProxy
 
@@ -85,10 +85,10 @@ REQUESTS = [
 
 
 async def send(method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
-    """One request through Django's real ASGI handler, as daphne runs it: each request on
-    a thread of its own, connections checked and closed at its start and end (the test
-    client skips that, so it would never see a recovery)."""
-    transport = httpx.ASGITransport(app=ASGIHandler())  # not django.setup() again
+    """One request through the ASGI handler daphne runs (rhetor_site/handler.py): each
+    request on a thread of its own, connections checked and closed at its start and end
+    (the test client skips that, so it would never see a recovery)."""
+    transport = httpx.ASGITransport(app=PooledThreadsASGIHandler())  # not django.setup() again
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         return await client.request(method, path, json=body)
 
@@ -181,6 +181,32 @@ async def test_a_usage_record_is_written_when_the_database_returns_after_the_rep
     # The client got its whole answer; the cost is not known yet.
     assert events[-1]["done"] is True
     assert "error" not in events[-1]
+    assert events[-1]["usage"]["cost"] is None
+    assert pending_settles() == 1
+    database.up()
+    await asyncio.wait_for(await_pending_settles(), timeout=10)
+    [record] = [r async for r in UsageRecord.objects.all()]
+    assert record.status == "ok"
+    assert record.output_tokens == events[-1]["usage"]["output_tokens"]
+    assert await BudgetReservation.objects.filter(state="held").aexists() is False
+
+
+async def test_a_settle_left_to_the_background_outlives_the_request_that_started_it(
+    database: SimulatedDatabaseOutage, slow_simulated: None, settings: Any
+) -> None:
+    """Through the server's handler, whose request threads are reused: the background
+    settle must not run on (or ask for) the finished request's thread."""
+    settings.RHETOR_SETTLE_RETRY_SECONDS = 0.1
+    body = {"message": "Tell me a long story", "context_id": "later"}
+    request = asyncio.create_task(send("POST", "/stream", body))
+    # The database goes away once the reservation is held, while the reply streams.
+    while not await BudgetReservation.objects.filter(state="held").aexists():
+        await asyncio.sleep(0.01)
+    database.down()
+    raw = (await request).text
+    events = [json.loads(f[len("data: ") :]) for f in raw.split("\n\n") if f.strip()]
+
+    assert events[-1]["done"] is True
     assert events[-1]["usage"]["cost"] is None
     assert pending_settles() == 1
     database.up()
