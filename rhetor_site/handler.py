@@ -7,15 +7,14 @@ the end. A new thread also means a new database connection (Django's connections
 per thread): on SQLite that is a file open plus the PRAGMAs of `init_command` on every
 request. Here the request gets an idle executor from a pool and gives it back after, so
 threads and their connections are reused; the request still has its thread to itself
-while it runs (asgiref's `ThreadSensitiveContext(executor=...)`), exactly Django's
-guarantee. A burst of more concurrent requests than the pool keeps idle simply creates
-more executors; only `IDLE_EXECUTORS` of them are kept when the burst is over.
+while it runs, exactly Django's guarantee. A burst of more concurrent requests than the
+pool keeps idle creates more executors; only `IDLE_EXECUTORS` are kept after it.
 """
 
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 from django.core.handlers.asgi import ASGIHandler
 
 # Idle request threads kept per process (each holds its thread's database connection).
@@ -58,10 +57,20 @@ class PooledThreadsASGIHandler(ASGIHandler):
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         executor = self.executors.lease()
+        # The outermost context decides the executor; Django's own (inside) adds none. The
+        # leased executor is lent to the context for the request and taken back before
+        # the context's exit, which would shut it down. A task that outlives the request
+        # (a shielded settle after a client went away) then gets a thread of its own from
+        # asgiref, as with Django's stock handler, instead of an error or a thread that
+        # is already serving the next request.
+        context = ThreadSensitiveContext()
         try:
-            # The outermost context decides the executor; Django's own (inside) adds none.
-            async with ThreadSensitiveContext(executor=executor):
-                await super().__call__(scope, receive, send)
+            async with context:
+                SyncToAsync.context_to_thread_executor[context] = executor
+                try:
+                    await super().__call__(scope, receive, send)
+                finally:
+                    SyncToAsync.context_to_thread_executor.pop(context, None)
         finally:
             self.executors.give_back(executor)
 

@@ -2,10 +2,12 @@
 request a thread of its own while it runs."""
 
 import asyncio
+import contextvars
 import threading
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.signals import request_started
 
 from rhetor_site.handler import ExecutorPool, PooledThreadsASGIHandler
@@ -97,6 +99,46 @@ async def test_concurrent_requests_get_threads_of_their_own(threads_seen: Thread
     threads_seen.gate = None
     await get(handler, "/health")
     assert handler.executors.created == 2
+
+
+async def test_a_task_that_outlives_its_request_still_runs_its_sync_work() -> None:
+    """A shielded settle can outlive its request (the client went away). Its sync calls
+    must neither fail nor land on the thread that now serves another request."""
+    handler = PooledThreadsASGIHandler()
+    loop = asyncio.get_running_loop()
+    request_over = asyncio.Event()
+    outcome: list[object] = []
+
+    async def straggler() -> None:
+        await request_over.wait()
+        try:
+            outcome.append(await sync_to_async(threading.get_ident)())
+        except RuntimeError as exc:  # pragma: no cover - the failure this test guards
+            outcome.append(exc)
+
+    def spawn(**kwargs: object) -> None:
+        # In the request's thread: a task in the request's context (as asyncio.shield
+        # would create one inside the view).
+        context = contextvars.copy_context()
+        request_threads.append(threading.get_ident())
+        loop.call_soon_threadsafe(
+            lambda: tasks.append(loop.create_task(straggler(), context=context))
+        )
+
+    request_threads: list[int] = []
+    tasks: list[asyncio.Task[None]] = []
+    request_started.connect(spawn, dispatch_uid="test-handler-straggler")
+    try:
+        assert await get(handler, "/health") == 200
+    finally:
+        request_started.disconnect(dispatch_uid="test-handler-straggler")
+    request_over.set()
+    await asyncio.wait_for(tasks[0], 5)
+
+    [ident] = outcome
+    assert isinstance(ident, int)
+    assert ident != request_threads[0]  # that thread is back in the pool
+    assert handler.executors.idle == 1
 
 
 def test_the_pool_keeps_only_so_many_idle_executors() -> None:
