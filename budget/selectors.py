@@ -3,14 +3,12 @@
 import datetime as dt
 import functools
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
@@ -25,6 +23,7 @@ from budget.models import (
     SpendCounter,
     UsageRecord,
 )
+from rhetor_site.versioned import VersionedCache
 
 # --- Prices ------------------------------------------------------------------------------
 
@@ -423,16 +422,7 @@ def _limits_fingerprint_sql(vendor: str) -> str:
     return f"SELECT COUNT(*), MAX({q('updated_at')}) FROM {q(BudgetLimit._meta.db_table)}"  # noqa: S608
 
 
-def _shared_config_version() -> str:
-    version = cache.get(BUDGET_CONFIG_VERSION_KEY)
-    if version is None:
-        # First worker up, or the cache was flushed: start a version (add: one wins).
-        cache.add(BUDGET_CONFIG_VERSION_KEY, uuid.uuid4().hex, timeout=None)
-        version = cache.get(BUDGET_CONFIG_VERSION_KEY)
-    return str(version)
-
-
-class BudgetConfigCache:
+class BudgetConfigCache(VersionedCache[BudgetConfig]):
     """One worker's copy of the budget configuration (see above)."""
 
     def __init__(
@@ -442,40 +432,13 @@ class BudgetConfigCache:
         recheck_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.loader = loader
-        self._recheck = recheck_seconds
-        self.clock = clock
-        self.config: BudgetConfig | None = None
-        self.version: str | None = None
-        self.checked_at = 0.0
-        self.loads = 0
-
-    @property
-    def recheck_seconds(self) -> float:
-        if self._recheck is not None:
-            return self._recheck
-        seconds: Any = getattr(settings, "RHETOR_BUDGET_RECHECK_SECONDS", None)
-        if seconds is None:
-            seconds = getattr(settings, "RHETOR_ROUTES_RECHECK_SECONDS", 1.0)
-        return float(seconds)
-
-    def get(self) -> BudgetConfig:
-        config = self.config
-        if config is not None and self.clock() - self.checked_at < self.recheck_seconds:
-            return config
-        # The version first, then the rows: a write committed in between makes the next
-        # check reload again rather than keep rows older than the version says.
-        version = _shared_config_version()
-        if config is None or version != self.version:
-            config = self.loader()
-            self.config, self.version = config, version
-            self.loads += 1
-        self.checked_at = self.clock()
-        return config
-
-    def invalidate(self) -> None:
-        self.config = None
-        self.version = None
+        super().__init__(
+            key=BUDGET_CONFIG_VERSION_KEY,
+            loader=loader,
+            recheck_setting="RHETOR_BUDGET_RECHECK_SECONDS",
+            recheck_seconds=recheck_seconds,
+            clock=clock,
+        )
 
 
 worker_budget_config = BudgetConfigCache()
@@ -495,8 +458,7 @@ def budget_config_changed() -> None:
     """Tell every worker to reload prices and limits: a new shared version, and this
     worker's copy dropped at once. Call it once the change is committed
     (`transaction.on_commit`); `budget.services.budget_config_touched` does both."""
-    cache.set(BUDGET_CONFIG_VERSION_KEY, uuid.uuid4().hex, timeout=None)
-    worker_budget_config.invalidate()
+    worker_budget_config.changed()
 
 
 # --- Windows, counters, status ----------------------------------------------------------------

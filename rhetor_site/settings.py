@@ -236,6 +236,8 @@ RHETOR_PROVIDERS = env.list(
 RHETOR_TASK_CONFIG = env.str("RHETOR_TASK_CONFIG", default="")
 # How often (seconds) each worker checks whether the task routes were edited (llm.router).
 RHETOR_ROUTES_RECHECK_SECONDS = env.float("RHETOR_ROUTES_RECHECK_SECONDS", default=1.0)
+# How soon other workers pick up a changed price (limits: from the next request).
+RHETOR_BUDGET_RECHECK_SECONDS = env.float("RHETOR_BUDGET_RECHECK_SECONDS", default=1.0)
 RHETOR_PROVIDER_TIMEOUT = env.float("RHETOR_PROVIDER_TIMEOUT", default=120.0)
 RHETOR_CONNECT_TIMEOUT = env.float("RHETOR_CONNECT_TIMEOUT", default=5.0)
 # Circuit breaker per provider+model (llm/circuit.py): open after this many consecutive

@@ -17,6 +17,7 @@ RHETOR_WARM_TOKENIZER = False
 RHETOR_TASK_CONFIG = ""
 # Every lookup checks the routes' version, so a test sees the routes the previous one left.
 RHETOR_ROUTES_RECHECK_SECONDS = 0.0
+RHETOR_BUDGET_RECHECK_SECONDS = 0.0
 HERMES_API_URL = ""
 ENGRAM_URL = ""
 # Transactional tests with serialized_rollback restore the seeded rows (default prompts,

@@ -204,7 +204,7 @@ def test_every_write_of_prices_or_limits_bumps_the_shared_version(
 
     assert callbacks  # the bump waits for the commit
     assert _shared_version() != before
-    assert cache_.config is None  # this worker reloads on its next use
+    assert cache_.value is None  # this worker reloads on its next use
 
 
 @pytest.mark.django_db
