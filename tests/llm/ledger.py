@@ -75,7 +75,10 @@ def seed_ledger() -> Ledger:
     start, _ = selectors.day_range(day=yesterday)
     version_id = Prompt.objects.get(slug="ergon_default").active_version_id
     assert version_id is not None
-    with time_machine.travel(start + dt.timedelta(hours=12), tick=False):
+    # A minute into yesterday: on yesterday's calendar day, and (unless the tests run in
+    # the first minute after midnight) outside the dashboard's last 24 hours, whatever
+    # the time of day. At noon, a run before noon counted them as today's.
+    with time_machine.travel(start + dt.timedelta(minutes=1), tick=False):
         charge(target=HAIKU, component="ergon", prompt_version_id=version_id)
         charge(target=HAIKU, component="ergon", prompt_version_id=version_id)
         charge(target=GPT4O, component="ergon")
