@@ -234,8 +234,7 @@ def _counter_move_sql() -> str:
         f"UPDATE {q(SpendCounter._meta.db_table)} "  # noqa: S608
         f"SET {q('reserved_nanos')} = {q('reserved_nanos')} - %s, "
         f"{q('spent_nanos')} = {q('spent_nanos')} + %s "
-        f"WHERE {q('id')} = %s AND {q('period')} = %s AND {q('scope_kind')} = %s "
-        f"AND {q('scope_value')} = %s AND {q('window_start')} = %s"
+        f"WHERE {_counters_match(1)}"
     )
 
 
@@ -268,8 +267,7 @@ def _counter_hold_sql(vendor: str) -> str:
     return (
         f"UPDATE {q(SpendCounter._meta.db_table)} "  # noqa: S608
         f"SET {q('reserved_nanos')} = {q('reserved_nanos')} + %s "
-        f"WHERE {q('id')} = %s AND {q('period')} = %s AND {q('scope_kind')} = %s "
-        f"AND {q('scope_value')} = %s AND {q('window_start')} = %s "
+        f"WHERE {_counters_match(1)} "
         f"AND {q('spent_nanos')} - {q('baseline_nanos')} + {q('reserved_nanos')} <= %s"
     )
 
@@ -303,8 +301,7 @@ def _counter_add_sql(vendor: str) -> str:
     return (
         f"UPDATE {q(SpendCounter._meta.db_table)} "  # noqa: S608
         f"SET {q('reserved_nanos')} = {q('reserved_nanos')} + %s "
-        f"WHERE {q('id')} = %s AND {q('period')} = %s AND {q('scope_kind')} = %s "
-        f"AND {q('scope_value')} = %s AND {q('window_start')} = %s "
+        f"WHERE {_counters_match(1)} "
         f"RETURNING {q('spent_nanos')} - {q('baseline_nanos')} + {q('reserved_nanos')}"
     )
 
@@ -927,6 +924,7 @@ def _counters_move(moves: list[tuple[CounterKey, int, int]]) -> None:
 
 
 def _counters_match(n: int) -> str:
+    """`n` counters, each matched by id *and* natural key (five parameters each)."""
     q = connection.ops.quote_name
     one = (
         f"({q('id')} = %s AND {q('period')} = %s AND {q('scope_kind')} = %s "
