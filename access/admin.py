@@ -11,8 +11,8 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from access import services
-from access.auth import forget_key
 from access.errors import ApiKeyInvalid
+from access.keycache import forget_key
 from access.models import SCOPES, ApiKey
 
 

@@ -10,7 +10,7 @@ class AccessConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from access import redaction
+        from rhetor_site import redaction
 
         redaction.install_log_filter()
         checks.register(check_anonymous_access, checks.Tags.security, deploy=True)

@@ -24,7 +24,6 @@ import hmac
 import logging
 import math
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -48,6 +47,7 @@ from access.errors import (
     RateLimited,
     Unauthorized,
 )
+from access.keycache import cache_key, cached_key
 from access.models import SCOPES
 from access.services import api_key_touch, secret_hash
 from budget.ratelimit import TokenCharge, rate_limiter
@@ -148,20 +148,6 @@ class _Cached:
     expires: float
 
 
-_cache: dict[str, _Cached] = {}
-_cache_lock = threading.Lock()
-CACHE_MAX = 10_000
-
-
-def forget_key(key_id: str | None = None) -> None:
-    """Drop one key (or all) from this process's cache."""
-    with _cache_lock:
-        if key_id is None:
-            _cache.clear()
-        else:
-            _cache.pop(key_id, None)
-
-
 def _load(key_id: str) -> _Cached | None:
     from access.selectors import api_key_by_id
 
@@ -191,15 +177,12 @@ def principal_for_token(token: str) -> Principal:
     if not match:
         raise Unauthorized(KEY_INVALID)
     key_id, secret = match.groups()
-    entry = _cache.get(key_id)
+    entry: _Cached | None = cached_key(key_id)
     if entry is None or entry.expires < time.monotonic():
         entry = _load(key_id)
         if entry is None:
             raise Unauthorized(KEY_INVALID)
-        with _cache_lock:
-            if len(_cache) >= CACHE_MAX:
-                _cache.clear()
-            _cache[key_id] = entry
+        cache_key(key_id, entry)
     if not hmac.compare_digest(entry.secret_hash, secret_hash(secret)):
         raise Unauthorized(KEY_INVALID)
     principal = entry.principal

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from access.errors import ApiKeyInvalid
+from access.keycache import forget_key
 from access.models import SCOPES, ApiKey
 
 KEY_PREFIX = "rk"
@@ -112,8 +113,6 @@ def key_id_of(prefix_or_token: str) -> str:
 def api_key_revoke(*, key_id: str) -> ApiKey:
     """Revoke a key (idempotent). Every process stops accepting it within
     RHETOR_API_KEY_CACHE_SECONDS; this process at once."""
-    from access.auth import forget_key
-
     key_id = key_id_of(key_id)
     now = timezone.now()
     ApiKey.objects.filter(key_id=key_id, revoked_at__isnull=True).update(revoked_at=now)

@@ -50,7 +50,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client, override_settings
 
-    from access.auth import forget_key, principal_for_token
+    from access.auth import principal_for_token
+    from access.keycache import forget_key
     from access.services import api_key_create
     from budget.ratelimit import LocalRateLimiter, RedisRateLimiter
 

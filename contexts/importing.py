@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 
 from contexts.models import Context, ContextSummary, Message
 from contexts.services import _context_get_or_create, _mirror, component_of
-from llm.tokens import count_tokens
+from rhetor_site.tokens import count_tokens
 
 ROLES = {"system", "user", "assistant"}
 ROLE_ALIASES = {"human": "user", "ai": "assistant", "model": "assistant", "bot": "assistant"}

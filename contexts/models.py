@@ -104,7 +104,7 @@ class Message(models.Model):
         ASSISTANT = "assistant"
 
     class TokenSource(models.TextChoices):
-        ESTIMATE = "estimate"  # counted offline (llm.tokens)
+        ESTIMATE = "estimate"  # counted offline (rhetor_site.tokens)
         PROVIDER = "provider"  # reported by the provider that produced or read it
 
     context = models.ForeignKey(Context, on_delete=models.CASCADE, related_name="messages")

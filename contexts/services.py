@@ -34,8 +34,8 @@ from contexts.summaries import (
     extractive_summary,
 )
 from contexts.windowing import item_cost
-from llm.tokens import count_tokens
 from rhetor_site.errors import InvalidInput
+from rhetor_site.tokens import count_tokens
 
 logger = logging.getLogger("contexts")
 

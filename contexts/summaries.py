@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llm.tokens import count_tokens
+from rhetor_site.tokens import count_tokens
 
 logger = logging.getLogger("contexts")
 

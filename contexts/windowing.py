@@ -11,7 +11,7 @@ Every item costs its tokens plus `MESSAGE_OVERHEAD` (role markers, separators).
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from llm.tokens import MESSAGE_OVERHEAD, count_tokens, head_of
+from rhetor_site.tokens import MESSAGE_OVERHEAD, count_tokens, head_of
 
 # Room kept free in every window for formatting the tokenizer may add.
 WINDOW_SAFETY_TOKENS = 64

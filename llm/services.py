@@ -73,10 +73,10 @@ from llm.router import (
     seed_routes,
     validate_target,
 )
-from llm.tokens import count_tokens, estimate_messages_tokens, estimate_tokens
 from prompts.selectors import ResolvedPrompt, system_prompt_resolve
 from rhetor_site.db import released
 from rhetor_site.outages import DATABASE_ERRORS
+from rhetor_site.tokens import count_tokens, estimate_messages_tokens, estimate_tokens
 
 logger = logging.getLogger("llm")
 acheaper_alternatives = sync_to_async(released(cheaper_alternatives))

@@ -3,7 +3,7 @@
 import difflib
 from dataclasses import dataclass
 
-from llm.tokens import estimate_tokens
+from rhetor_site.tokens import estimate_tokens
 
 
 def unified_diff(before: str, after: str, *, label_before: str, label_after: str) -> list[str]:

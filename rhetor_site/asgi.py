@@ -34,6 +34,6 @@ application = ProtocolTypeRouter(
 
 if settings.RHETOR_WARM_TOKENIZER:
     # A server process loads the tokenizer in the background while it starts accepting.
-    from llm.tokens import warm_up
+    from rhetor_site.tokens import warm_up
 
     threading.Thread(target=warm_up, name="rhetor-warm-tokenizer", daemon=True).start()

@@ -4,7 +4,7 @@ subclasses; `rhetor_site.api` maps them once to the contract's error shape
 
 from typing import Any
 
-from access.redaction import redact, redact_value
+from rhetor_site.redaction import redact, redact_value
 
 
 class RhetorError(Exception):
@@ -12,7 +12,7 @@ class RhetorError(Exception):
     code: str = "bad_request"
 
     def __init__(self, message: str, **details: Any) -> None:
-        # Whatever an upstream echoed back, no key leaves in an error (access.redaction).
+        # Whatever an upstream echoed back, no key leaves in an error (rhetor_site.redaction).
         message, details = redact(message), redact_value(details)
         super().__init__(message)
         self.message = message

@@ -198,8 +198,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    # No provider or API key reaches a log line (access.redaction).
-    "filters": {"redact_secrets": {"()": "access.redaction.RedactingFilter"}},
+    # No provider or API key reaches a log line (rhetor_site.redaction).
+    "filters": {"redact_secrets": {"()": "rhetor_site.redaction.RedactingFilter"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",

@@ -37,7 +37,7 @@ from llm.providers.base import (
     Usage,
     retry_after_seconds,
 )
-from llm.tokens import estimate_messages_tokens, estimate_tokens
+from rhetor_site.tokens import estimate_messages_tokens, estimate_tokens
 
 logger = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ from llm.providers.base import (
     retry_after_seconds,
 )
 from llm.providers.sse import SSEDecoder
-from llm.tokens import estimate_messages_tokens, estimate_tokens
+from rhetor_site.tokens import estimate_messages_tokens, estimate_tokens
 
 PROVIDER_ID = "openai"
 CATALOGUE = (

@@ -20,7 +20,7 @@ from llm.providers.base import (
     TextDelta,
     Usage,
 )
-from llm.tokens import estimate_messages_tokens, estimate_tokens
+from rhetor_site.tokens import estimate_messages_tokens, estimate_tokens
 
 MODELS = [
     ModelInfo(id="simulated-standard", name="Standard Simulation", context_window=8192),

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from access.auth import forget_key
+from access.keycache import forget_key
 from access.services import CreatedKey, api_key_create
 from budget.ratelimit import rate_limiter_reset
 

@@ -9,7 +9,8 @@ import time_machine
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from access.auth import ALL_SCOPES, ApiKeyAuth, auth_required, forget_key, principal_for_token
+from access.auth import ALL_SCOPES, ApiKeyAuth, auth_required, principal_for_token
+from access.keycache import forget_key
 from access.models import ApiKey
 from access.services import api_key_revoke, secret_hash
 from budget.models import BudgetLimit

@@ -10,9 +10,9 @@ import pytest
 from django.core.management import call_command
 from django.test import AsyncClient
 
-from access.redaction import RedactingFilter, redact
 from llm.providers import get_provider, reset_providers
 from rhetor_site.errors import RhetorError
+from rhetor_site.redaction import RedactingFilter, redact
 from tests.fakes import FakeUpstream
 
 PROVIDER_KEY = "sk-proj-THISISTHEREALPROVIDERKEY1234567890"

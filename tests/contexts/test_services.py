@@ -16,7 +16,7 @@ from contexts.services import (
 )
 from contexts.summaries import EXTRACTIVE_HEADER
 from llm.providers import reset_providers
-from llm.tokens import MESSAGE_OVERHEAD
+from rhetor_site.tokens import MESSAGE_OVERHEAD
 from tests.contexts.conftest import add_turns, conversation
 from tests.fakes import FakeUpstream
 
@@ -257,7 +257,7 @@ def test_a_500_turn_conversation_stays_within_a_4000_token_window(db: None) -> N
     from contexts.selectors import context_history_for_request
     from contexts.summaries import SUMMARY_MAX_TOKENS
     from contexts.windowing import fit_with_summary, history_budget, item_cost
-    from llm.tokens import count_tokens
+    from rhetor_site.tokens import count_tokens
 
     budget = history_budget(context_window=4000, max_tokens=500, fixed_tokens=200)
     keep = budget - item_cost(SUMMARY_MAX_TOKENS)

@@ -11,7 +11,7 @@ from contexts.windowing import (
     history_budget,
     truncate_to_tokens,
 )
-from llm.tokens import MESSAGE_OVERHEAD, count_tokens, estimate_tokens, head_of
+from rhetor_site.tokens import MESSAGE_OVERHEAD, count_tokens, estimate_tokens, head_of
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,7 @@ async def test_a_500_turn_conversation_fits_a_4000_token_model_and_keeps_a_summa
 
     from contexts.models import ModelContextWindow
     from contexts.selectors import context_window_clear_cache
-    from llm.tokens import count_tokens
+    from rhetor_site.tokens import count_tokens
 
     await ModelContextWindow.objects.filter(model="claude-3-haiku-20240307").aupdate(
         context_window=4000
@@ -321,7 +321,7 @@ async def test_a_message_larger_than_the_window_is_truncated_visibly_and_flagged
 ) -> None:
     from contexts.models import ModelContextWindow
     from contexts.selectors import context_window_clear_cache
-    from llm.tokens import count_tokens
+    from rhetor_site.tokens import count_tokens
 
     await ModelContextWindow.objects.filter(model="claude-3-haiku-20240307").aupdate(
         context_window=3000

@@ -18,7 +18,7 @@ import openai
 import pytest
 from asgiref.sync import sync_to_async
 
-from access.auth import forget_key
+from access.keycache import forget_key
 from access.services import api_key_create
 from budget.models import UsageRecord
 from budget.services import budget_limit_set

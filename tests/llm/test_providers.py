@@ -36,7 +36,7 @@ from llm.providers.base import (
 from llm.providers.ollama import OllamaProvider
 from llm.providers.openai import OpenAIProvider
 from llm.providers.simulated import SimulatedProvider
-from llm.tokens import estimate_messages_tokens, estimate_tokens
+from rhetor_site.tokens import estimate_messages_tokens, estimate_tokens
 from tests.fakes.upstream import FakeUpstream, RecordedRequest
 
 SYSTEM = "You are terse."

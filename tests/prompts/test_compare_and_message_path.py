@@ -11,9 +11,9 @@ from django.test import TestCase
 from contexts.models import Context
 from llm.providers.base import CompletionRequest, StreamEvent
 from llm.providers.simulated import SimulatedProvider
-from llm.tokens import estimate_tokens
 from prompts import services
 from prompts.models import Prompt
+from rhetor_site.tokens import estimate_tokens
 
 
 class RecordingUpstream:

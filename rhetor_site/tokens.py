@@ -13,9 +13,15 @@ import re
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from llm.providers.base import ChatMessage
+
+class Turn(Protocol):
+    """What is counted of a chat message (llm.providers.base.ChatMessage has it)."""
+
+    @property
+    def content(self) -> str: ...
+
 
 # Per-message overhead of the chat formats (role markers, separators), in tokens.
 MESSAGE_OVERHEAD = 4
@@ -88,7 +94,7 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_messages_tokens(
-    messages: Sequence[ChatMessage], system: str | None = None, *, model: str | None = None
+    messages: Sequence[Turn], system: str | None = None, *, model: str | None = None
 ) -> int:
     total = count_tokens(system or "", model=model) + (MESSAGE_OVERHEAD if system else 0)
     for message in messages:
