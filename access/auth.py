@@ -49,8 +49,8 @@ from access.errors import (
 )
 from access.keycache import cache_key, cached_key
 from access.models import SCOPES
+from access.ratelimit import TokenCharge, rate_limiter
 from access.services import api_key_touch, secret_hash
-from budget.ratelimit import TokenCharge, rate_limiter
 from contexts.services import component_of
 
 logger = logging.getLogger("rhetor")

@@ -52,8 +52,8 @@ def main() -> None:
 
     from access.auth import principal_for_token
     from access.keycache import forget_key
+    from access.ratelimit import LocalRateLimiter, RedisRateLimiter
     from access.services import api_key_create
-    from budget.ratelimit import LocalRateLimiter, RedisRateLimiter
 
     call_command("migrate", verbosity=0, skip_checks=True)
     created = api_key_create(name="bench", scopes="all", requests_per_minute=0)

@@ -29,8 +29,8 @@ from access.auth import (
     ws_token,
 )
 from access.errors import Unauthorized
+from access.ratelimit import TokenCharge
 from budget.live import BUDGET_GROUP
-from budget.ratelimit import TokenCharge
 from budget.selectors import budget_status
 from contexts.services import context_group
 from llm.errors import StreamInterrupted

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import pytest
 
 from access.keycache import forget_key
+from access.ratelimit import rate_limiter_reset
 from access.services import CreatedKey, api_key_create
-from budget.ratelimit import rate_limiter_reset
 
 
 @pytest.fixture(autouse=True)

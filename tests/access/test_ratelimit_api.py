@@ -7,8 +7,8 @@ import pytest
 from django.test import Client, override_settings
 
 from access.auth import BYTES_PER_TOKEN
+from access.ratelimit import rate_limiter
 from budget.models import UsageRecord
-from budget.ratelimit import rate_limiter
 from tests.access.conftest import key_headers, make_key
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("remote")]

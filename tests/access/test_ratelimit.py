@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from budget.ratelimit import (
+from access.ratelimit import (
     WINDOW_SECONDS,
     LocalRateLimiter,
     RedisRateLimiter,
