@@ -58,10 +58,6 @@ def encoding_name_for(model: str | None) -> str:
     return DEFAULT_ENCODING
 
 
-def tokenizer_available() -> bool:
-    return _encoding(DEFAULT_ENCODING) is not None
-
-
 def _approximate(text: str) -> int:
     """Calibrated fallback: an ASCII word is one token per six characters (at least one),
     a punctuation mark one token, a non-ASCII character about one token. Measured against

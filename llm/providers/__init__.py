@@ -1,8 +1,6 @@
 """The provider registry: one instance of each provider per process, created lazily and
 reused, so SDK clients and their connection pools live as long as the process."""
 
-from django.conf import settings
-
 from llm.providers.base import Provider
 
 PROVIDER_ORDER = ("anthropic", "openai", "ollama", "simulated")
@@ -41,10 +39,6 @@ def all_providers() -> dict[str, Provider]:
 
 def get_provider(provider_id: str) -> Provider | None:
     return all_providers().get(provider_id)
-
-
-def provider_enabled(provider_id: str) -> bool:
-    return provider_id in settings.RHETOR_PROVIDERS
 
 
 async def reset_providers() -> None:
