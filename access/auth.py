@@ -1,5 +1,7 @@
-"""Who is calling, and may they do this: the API-key authenticator, scopes, component
-pinning and the per-key rate limit, for REST (ninja) and the WebSocket.
+"""Who is calling, and may they do this: the API-key authenticator, scopes, the
+component lists of pinned keys and the per-key request admission, for REST (ninja) and
+the WebSocket. What a pin means for a conversation is contexts.pinning; the gateway's
+own admission (scope, pins, requests and tokens) is llm.gateway.acting.
 
 Declaring what an operation needs is one line: the app's router gets a default
 (`Router(auth=PROMPTS)`, which picks `prompts:read` for GET and `prompts:write` for
@@ -25,20 +27,18 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar, cast
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import APIKeyHeader
 
 from access.errors import (
     COMPONENT_FORBIDDEN,
-    CONTEXT_FORBIDDEN,
     KEY_INVALID,
     KEY_REQUIRED,
     RATE_LIMITED,
@@ -51,22 +51,10 @@ from access.keycache import cache_key, cached_key
 from access.models import SCOPES
 from access.ratelimit import TokenCharge, rate_limiter
 from access.services import api_key_touch, secret_hash
-from contexts.services import component_of
 
 logger = logging.getLogger("rhetor")
 
 
-class _ActingRequest(Protocol):
-    """What acting_request reads of a request (llm.services.LLMRequest has it)."""
-
-    @property
-    def component(self) -> str | None: ...
-
-    @property
-    def context_id(self) -> str: ...
-
-
-RequestT = TypeVar("RequestT", bound=_ActingRequest)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
 TOKEN_RE = re.compile(r"^rk_([0-9a-f]{8})_([A-Za-z0-9_-]{16,128})$")
@@ -248,41 +236,6 @@ def require_scope(principal: Principal, *scopes: str, any_of: bool = False) -> N
     raise Forbidden(SCOPE_MISSING.format(scope=shown), scope=missing)
 
 
-def _stored_owner(context_id: str) -> str | None:
-    from contexts.models import Context
-
-    return Context.objects.filter(context_id=context_id).values_list("component", flat=True).first()
-
-
-def context_check(principal: Principal, context_id: str, *, owner: str | None = None) -> None:
-    """A pinned key may use only its components' contexts: `<component>:<name>` ids of
-    its components, and unprefixed ids that do not exist yet or that a request of its
-    components created. `owner` is the stored component when the caller has the row."""
-    if not principal.components:
-        return
-    prefix = component_of(context_id)
-    if prefix:
-        if prefix not in principal.components:
-            raise Forbidden(CONTEXT_FORBIDDEN.format(context_id=context_id), context=context_id)
-        if owner is None:
-            return
-    stored = owner if owner is not None else _stored_owner(context_id)
-    if stored is not None and stored not in principal.components:
-        raise Forbidden(CONTEXT_FORBIDDEN.format(context_id=context_id), context=context_id)
-
-
-def component_for(principal: Principal, *, component: str | None, context_id: str) -> str | None:
-    """The component a messaging request acts as. A pinned key may name only its own
-    components and contexts; when it names none, the context's prefix (if its own) or
-    the key's first component is used. Unpinned keys pass the request's choice through."""
-    if not principal.components:
-        return component
-    if component is not None and component not in principal.components:
-        raise Forbidden(COMPONENT_FORBIDDEN.format(component=component), component=component)
-    context_check(principal, context_id)
-    return component or component_of(context_id) or principal.components[0]
-
-
 def components_allowed(principal: Principal, requested: str | None) -> list[str] | None:
     """For listings filtered by component: None means no restriction; else the components
     the listing may show (Forbidden when a pinned key asks for another one)."""
@@ -293,36 +246,6 @@ def components_allowed(principal: Principal, requested: str | None) -> list[str]
             raise Forbidden(COMPONENT_FORBIDDEN.format(component=requested), component=requested)
         return [requested]
     return list(principal.components)
-
-
-def acting_request(principal: Principal, request: RequestT) -> RequestT:
-    """A messaging request (any frozen dataclass with `component` and `context_id`, e.g.
-    llm.services.LLMRequest) as the principal may make it: Forbidden for another
-    component's context or name, else with the component a pinned key acts as."""
-    component = component_for(principal, component=request.component, context_id=request.context_id)
-    if component == request.component:
-        return request
-    return replace(request, component=component)  # type: ignore[type-var]  # a dataclass
-
-
-async def aacting_request(principal: Principal, request: RequestT) -> RequestT:
-    if not principal.components:  # the common case needs no thread hop
-        return request
-    return await sync_to_async(acting_request)(principal, request)
-
-
-def context_guard(request: HttpRequest, context_id: str) -> None:
-    """For the context endpoints: a pinned key without `contexts:admin` reaches only its
-    components' contexts (403 otherwise)."""
-    principal = request_principal(request)
-    if principal.components and not principal.has_scope("contexts:admin"):
-        context_check(principal, context_id)
-
-
-async def acontext_guard(request: HttpRequest, context_id: str) -> None:
-    principal = request_principal(request)
-    if principal.components and not principal.has_scope("contexts:admin"):
-        await sync_to_async(context_check)(principal, context_id)
 
 
 def listing_components(
@@ -368,60 +291,6 @@ def rate_limit_hit(principal: Principal, *, tokens: int = 0) -> TokenCharge | No
     return decision.charge
 
 
-def tokens_settle(charge: TokenCharge | None, actual_tokens: int | None) -> None:
-    """Replace a request's estimated tokens by the real count (provider-reported input +
-    output). Without a real count (the request failed before the provider reported
-    usage, or the client went away) the estimate stands."""
-    if charge is None or actual_tokens is None:
-        return
-    try:
-        rate_limiter().settle(charge, actual_tokens)
-    except Exception:  # the request is already served; a lost correction is only logged
-        logger.warning("could not settle the token rate limit of rk_%s", charge.subject)
-
-
-atokens_settle = sync_to_async(tokens_settle, thread_sensitive=False)
-
-
-async def settle_after(
-    content: AsyncIterator[bytes], charge: TokenCharge | None, actual: Callable[[], int | None]
-) -> AsyncIterator[bytes]:
-    """Pass a streamed body through, then settle the charge with `actual()`."""
-    try:
-        async for part in content:
-            yield part
-    finally:
-        await atokens_settle(charge, actual())
-
-
-def usage_tokens(usage: Any) -> int | None:
-    """input + output tokens of a provider Usage (None when there is none)."""
-    if usage is None:
-        return None
-    return int(usage.input_tokens or 0) + int(usage.output_tokens or 0)
-
-
-StreamingT = TypeVar("StreamingT", bound=StreamingHttpResponse)
-
-
-def metered_stream_response(request: HttpRequest, response: StreamingT, stream: Any) -> StreamingT:
-    """An SSE response whose request's token charge is settled when the stream ends, with
-    the usage of `stream.result` (llm.services.LLMStream). The response streams from an
-    async generator (both SSE endpoints build it from one)."""
-    charge = request_charge(request)
-    if charge is not None:
-        response.streaming_content = settle_after(
-            cast("AsyncIterator[bytes]", response.streaming_content),
-            charge,
-            lambda: usage_tokens(stream.result.usage) if stream.result is not None else None,
-        )
-    return response
-
-
-def request_charge(request: HttpRequest) -> TokenCharge | None:
-    return getattr(request, "rhetor_token_charge", None)
-
-
 def request_principal(request: HttpRequest) -> Principal:
     """The principal ninja authenticated (anonymous when the operation is public)."""
     auth = getattr(request, "auth", None)
@@ -434,9 +303,10 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class ApiKeyAuth(APIKeyHeader):
-    """ninja authenticator: finds the principal, checks the scope(s), counts the request
-    against the key's rate limit (with the body's estimated tokens when `meter_tokens`),
-    and returns the principal (ninja sets it as `request.auth`)."""
+    """ninja authenticator: finds the principal, checks the scope(s), and returns the
+    principal (ninja sets it as `request.auth`). With `count_requests` (every operation
+    but the gateway's doors, whose requests the gateway itself admits and charges with
+    their tokens, llm.gateway.acting) the request is counted against the key's limit."""
 
     param_name = "X-API-Key"
 
@@ -445,7 +315,7 @@ class ApiKeyAuth(APIKeyHeader):
         *scopes: str,
         any_of: bool = False,
         write: tuple[str, ...] | None = None,
-        meter_tokens: bool = False,
+        count_requests: bool = True,
     ) -> None:
         unknown = (set(scopes) | set(write or ())) - set(SCOPES)
         if unknown:
@@ -453,7 +323,7 @@ class ApiKeyAuth(APIKeyHeader):
         self.scopes = tuple(scopes)
         self.write_scopes = write
         self.any_of = any_of
-        self.meter_tokens = meter_tokens
+        self.count_requests = count_requests
         super().__init__()
 
     def _get_key(self, request: HttpRequest) -> str | None:
@@ -467,14 +337,14 @@ class ApiKeyAuth(APIKeyHeader):
     def authenticate(self, request: HttpRequest, key: str | None) -> Principal:
         principal = principal_for(key)
         require_scope(principal, *self.scopes_for(request.method or "GET"), any_of=self.any_of)
-        tokens = estimate_tokens_of(len(request.body)) if self.meter_tokens else 0
-        request.rhetor_token_charge = rate_limit_hit(principal, tokens=tokens)  # type: ignore[attr-defined]
+        if self.count_requests:
+            rate_limit_hit(principal)
         return principal
 
 
-def requires(*scopes: str, meter_tokens: bool = False) -> ApiKeyAuth:
+def requires(*scopes: str) -> ApiKeyAuth:
     """Every one of `scopes` (none: any valid key)."""
-    return ApiKeyAuth(*scopes, meter_tokens=meter_tokens)
+    return ApiKeyAuth(*scopes)
 
 
 def requires_any(*scopes: str) -> ApiKeyAuth:
@@ -489,7 +359,11 @@ def by_method(*, read: str, write: str) -> ApiKeyAuth:
 # The declarations the apps use (one line each).
 PUBLIC = None
 ANY_KEY = requires()
-MESSAGES = requires("messages", meter_tokens=True)
+# The gateway's HTTP doors: `messages`, checked before the body is read; the pins and the
+# rate limit of the request are the gateway's own step (llm.gateway.acting), on every door.
+GATEWAY = ApiKeyAuth("messages", count_requests=False)
+# A prompt comparison reads prompts; a run of it is a gateway request (needs `messages`).
+PROMPTS_COMPARE = ApiKeyAuth("prompts:read", count_requests=False)
 PROMPTS = by_method(read="prompts:read", write="prompts:write")
 PROMPTS_READ = requires("prompts:read")
 BUDGET = by_method(read="budget:read", write="budget:admin")

@@ -34,8 +34,8 @@ def main() -> None:
     from django.db import connection, reset_queries
     from django.test.utils import CaptureQueriesContext
 
-    from llm.router import RouteTableCache, aroute_table, route_table
-    from llm.services import task_route_create, task_routes_seed
+    from llm.route_table import RouteTableCache, aroute_table, route_table, task_routes_seed
+    from llm.services import task_route_create
 
     call_command("migrate", verbosity=0, skip_checks=True)
     task_routes_seed()

@@ -14,15 +14,9 @@ from ninja import Query, Router
 from ninja.responses import Status
 from pydantic import ValidationError as PydanticValidationError
 
-from access.auth import (
-    CONTEXTS,
-    acontext_guard,
-    component_for,
-    context_guard,
-    listing_components,
-    request_principal,
-)
+from access.auth import CONTEXTS, listing_components, request_principal
 from contexts import selectors, services
+from contexts.pinning import acontext_guard, component_for, context_guard
 from contexts.errors import CONTEXT_NOT_FOUND, SEARCH_QUERY_REQUIRED, ContextNotFound
 from contexts.models import Context, Message
 from contexts.schemas import (

@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from rhetor_site.tokens import count_tokens
 
@@ -130,6 +131,25 @@ def summary_prompt(*, previous: str | None, turns: Sequence[Turn], max_tokens: i
     return f"{previous_block}Conversation:\n{omitted_line}{body}\n\n{instruction}"
 
 
+class SummaryModel(Protocol):
+    """A model that writes a summary: given the instructions and the prompt, the summary,
+    or None when no model answered (the llm app provides it: llm/summaries.py)."""
+
+    async def __call__(
+        self, *, system: str, prompt: str, context_id: str, max_tokens: int
+    ) -> GeneratedSummary | None: ...
+
+
+_summary_model: SummaryModel | None = None
+
+
+def summary_model_set(model: SummaryModel | None) -> None:
+    """Use `model` for summaries (the llm app calls this once it is ready); None: only
+    extractive summaries."""
+    global _summary_model
+    _summary_model = model
+
+
 async def agenerate_summary(
     *,
     previous: str | None,
@@ -137,42 +157,19 @@ async def agenerate_summary(
     context_id: str,
     max_tokens: int = SUMMARY_MAX_TOKENS,
 ) -> GeneratedSummary:
-    """Summarise with the model of the `summarize` route; extractive when no model answers
-    (no provider available, an upstream error, an empty answer). Never raises a domain
-    error. The call stores nothing in any context (`store=False`)."""
-    from llm.providers.base import ChatMessage, ProviderError
-    from llm.router import RouteOptions
-    from llm.services import LLMRequest, llm_complete
-    from rhetor_site.errors import RhetorError
-
+    """Summarise with the summary model (the `summarize` route); extractive when no model
+    answers (no provider available, an upstream error, an empty answer). Never raises a
+    domain error. The call stores nothing in any context."""
     fallback = GeneratedSummary(
         content=extractive_summary(previous=previous, turns=turns, max_tokens=max_tokens),
         source="extractive",
     )
-    if not turns:
+    if not turns or _summary_model is None:
         return fallback
-    request = LLMRequest(
-        messages=(
-            ChatMessage("system", SUMMARY_SYSTEM_PROMPT),
-            ChatMessage(
-                "user", summary_prompt(previous=previous, turns=turns, max_tokens=max_tokens)
-            ),
-        ),
+    generated = await _summary_model(
+        system=SUMMARY_SYSTEM_PROMPT,
+        prompt=summary_prompt(previous=previous, turns=turns, max_tokens=max_tokens),
         context_id=context_id,
-        component=SUMMARY_COMPONENT,
-        task_type=SUMMARY_TASK_TYPE,
-        options=RouteOptions(max_tokens=max_tokens),
-        store=False,
+        max_tokens=max_tokens,
     )
-    try:
-        result = await llm_complete(request)
-    except (RhetorError, ProviderError) as exc:
-        logger.info("summary of %r is extractive: %s", context_id, exc)
-        return fallback
-    text = result.text.strip()
-    if not text or result.provider == "simulated":
-        # The simulated provider echoes; it is no summariser.
-        return fallback
-    return GeneratedSummary(
-        content=text, source="model", provider=result.provider, model=result.model
-    )
+    return generated or fallback

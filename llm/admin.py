@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from llm import services
 from llm.models import DefaultModel, TaskRoute
 from llm.providers import PROVIDER_ORDER
-from llm.router import Target
+from llm.routes import Target
 from llm.selectors import default_model_get
 
 admin.site.index_template = "admin/rhetor_index.html"

@@ -1,11 +1,15 @@
 """Messaging and provider endpoints (TEKTON_CONTRACT.md, "Messaging" and "Providers").
 
-Operations that wait on a provider are async; each one parses, calls the request service
-and shapes the answer. /stream and streaming /message answer with server-sent events,
-opened only after the provider produced its first event, so every failure before that is
-a real HTTP error.
+The messaging operations are a door of the gateway (llm/gateway/core.py): each parses its
+body into an LLMRequest, calls the gateway as the authenticated caller and writes the
+answer as JSON or, for /stream and streaming /message, as server-sent events opened only
+after the provider produced its first event, so every failure before that is a real HTTP
+error. `POST /prompts/compare` with `run: true` is a door too: each prompt's reply comes
+through the same gateway.
 """
 
+import uuid
+from dataclasses import replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -14,21 +18,21 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from ninja import Router
 
-from access.auth import (
-    ANY_KEY,
-    BUDGET_ADMIN,
-    MESSAGES,
-    PUBLIC,
-    aacting_request,
-    atokens_settle,
-    metered_stream_response,
-    request_charge,
-    request_principal,
-    usage_tokens,
-)
+from access.auth import ANY_KEY, BUDGET_ADMIN, GATEWAY, PROMPTS_COMPARE, PUBLIC
+from access.errors import Forbidden, RateLimited
+from budget.policies import usd
 from budget.selectors import budget_status
+from llm.gateway import (
+    Caller,
+    LLMRequest,
+    RouteOptions,
+    http_caller,
+    llm_complete,
+    llm_stream_open,
+)
 from llm.providers import all_providers
-from llm.router import REAL_PROVIDERS
+from llm.providers.base import ChatMessage
+from llm.routes import REAL_PROVIDERS
 from llm.schemas import (
     ChatIn,
     ErrorOut,
@@ -40,11 +44,25 @@ from llm.schemas import (
     StreamIn,
 )
 from llm.selectors import default_choice_get, provider_availability
-from llm.services import default_model_set, llm_complete, llm_stream_open
+from llm.services import default_model_set
 from llm.streaming import iso_timestamp, message_payload, sse_response
+from prompts.comparison import prompt_comparison
+from prompts.schemas import (
+    ComparedPromptOut,
+    CompareRunOut,
+    PromptCompareIn,
+    PromptCompareOut,
+    RunUsageOut,
+)
 from prompts.selectors import prompt_list, template_list
+from rhetor_site.db import released
+from rhetor_site.errors import RhetorError
 
-router = Router(tags=["llm"], auth=MESSAGES)
+router = Router(tags=["llm"], auth=GATEWAY)
+
+aprompt_comparison = sync_to_async(released(prompt_comparison))
+# What a comparison run may choose of the model (the rest of `options` is ignored).
+COMPARE_RUN_OPTIONS = frozenset({"provider", "model", "temperature", "max_tokens"})
 
 ERRORS: dict[int, type[ErrorOut]] = {
     400: ErrorOut,
@@ -60,19 +78,10 @@ ERRORS: dict[int, type[ErrorOut]] = {
 
 
 async def _answer(http: HttpRequest, payload: MessageIn | ChatIn | StreamIn) -> HttpResponseBase:
-    charge = request_charge(http)
-    try:
-        # A key pinned to components acts only as them (403 otherwise).
-        request = await aacting_request(request_principal(http), payload.llm_request())
-        if getattr(payload, "streaming", True):
-            stream = await llm_stream_open(request)
-            return metered_stream_response(http, sse_response(stream), stream)
-        result = await llm_complete(request)
-    except Exception:
-        await atokens_settle(charge, 0)  # not served: its estimated tokens are given back
-        raise
-    await atokens_settle(charge, usage_tokens(result.usage))
-    return JsonResponse(message_payload(result))
+    request, caller = payload.llm_request(), http_caller(http)
+    if getattr(payload, "streaming", True):
+        return sse_response(await llm_stream_open(request, caller))
+    return JsonResponse(message_payload(await llm_complete(request, caller)))
 
 
 @router.post(
@@ -106,6 +115,82 @@ async def chat_send(request: HttpRequest, payload: ChatIn) -> HttpResponseBase:
 )
 async def stream_send(request: HttpRequest, payload: StreamIn) -> HttpResponseBase:
     return await _answer(request, payload)
+
+
+# --- Prompt comparison ----------------------------------------------------------------------
+
+
+@router.post(
+    "/prompts/compare",
+    response={200: PromptCompareOut, **ERRORS},
+    summary="Compare two prompt versions; with run, each one's reply from the same model",
+    tags=["prompts"],
+    auth=PROMPTS_COMPARE,
+)
+async def prompt_compare(request: HttpRequest, payload: PromptCompareIn) -> dict[str, Any]:
+    """Both prompts side by side with a unified diff, their variables and lengths (needs
+    `prompts:read`); with `run: true` and a `message`, each prompt's reply from the same
+    route and model, asked through the gateway like any message (needs `messages` too,
+    and a pinned key runs only as its own components)."""
+    comparison, component = await aprompt_comparison(payload)
+    if payload.run:
+        comparison["results"] = await _compare_run(
+            http_caller(request), payload, comparison, component
+        )
+    return comparison
+
+
+async def _compare_run(
+    caller: Caller, payload: PromptCompareIn, comparison: dict[str, Any], component: str
+) -> dict[str, CompareRunOut]:
+    options = RouteOptions(**{k: v for k, v in payload.options.items() if k in COMPARE_RUN_OPTIONS})
+    results: dict[str, CompareRunOut] = {}
+    for key in ("prompt1", "prompt2"):
+        compared: ComparedPromptOut = comparison[key]
+        prompt_id, version = compared.prompt_id, compared.version
+        request = LLMRequest(
+            messages=(ChatMessage("user", payload.message or ""),),
+            # Not stored: a comparison never writes to a conversation.
+            context_id=f"compare:{uuid.uuid4().hex}",
+            store=False,
+            component=component,
+            task_type=payload.task_type,
+            options=options,
+            prompt_id=prompt_id,
+            prompt_variables=payload.variables or None,
+        )
+        try:
+            result = await llm_complete(request, caller)
+        except RhetorError as exc:
+            if isinstance(exc, Forbidden | RateLimited):
+                raise  # the caller may not run it at all: 403 / 429 for the whole request
+            results[key] = CompareRunOut(
+                prompt_id=prompt_id,
+                version=version,
+                message=None,
+                model=None,
+                provider=None,
+                usage=None,
+                error=exc.message,
+                code=exc.code,
+            )
+            continue
+        # The second prompt is answered by the same model as the first, even after a
+        # fallback, so the replies differ only by the prompt.
+        options = replace(options, provider=result.provider, model=result.model)
+        results[key] = CompareRunOut(
+            prompt_id=prompt_id,
+            version=version,
+            message=result.text,
+            model=result.model,
+            provider=result.provider,
+            usage=RunUsageOut(
+                input_tokens=result.usage.input_tokens,
+                output_tokens=result.usage.output_tokens,
+                cost=usd(result.cost_nanos) if result.cost_nanos is not None else None,
+            ),
+        )
+    return results
 
 
 # --- Providers -----------------------------------------------------------------------------

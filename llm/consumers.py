@@ -1,9 +1,9 @@
 """The Tekton WebSocket `/ws` (TEKTON_CONTRACT.md, "WebSocket /ws").
 
-Thin: it parses frames, runs each LLM request as its own task through the same request
-service as REST, and turns what the service yields into UPDATE / RESPONSE / ERROR frames.
-Several requests may run at once on one socket; closing the socket cancels them (the
-service stores and meters what was generated).
+A door of the gateway (llm/gateway/core.py): it parses frames, runs each LLM request as
+its own task through the gateway as the socket's caller, and turns what comes back into
+UPDATE / RESPONSE / ERROR frames. Several requests may run at once on one socket; closing
+the socket cancels them (the gateway stores and meters what was generated).
 """
 
 import asyncio
@@ -17,26 +17,16 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from pydantic import ValidationError
 
-from access.auth import (
-    aacting_request,
-    atokens_settle,
-    context_check,
-    estimate_tokens_of,
-    principal_for,
-    rate_limit_hit,
-    require_scope,
-    usage_tokens,
-    ws_token,
-)
+from access.auth import principal_for, require_scope, ws_token
 from access.errors import Unauthorized
-from access.ratelimit import TokenCharge
 from budget.live import BUDGET_GROUP
 from budget.selectors import budget_status
+from contexts.pinning import acontext_check
 from contexts.services import context_group
 from llm.errors import StreamInterrupted
+from llm.gateway import Caller, llm_complete, llm_stream_open
 from llm.schemas import WsChatIn, WsContextIn, WsMessageIn
 from llm.selectors import default_choice_get, provider_availability
-from llm.services import llm_complete, llm_stream_open
 from llm.streaming import iso_timestamp, message_payload, usage_payload
 from rhetor_site.errors import InvalidInput, RhetorError
 from rhetor_site.outages import outage_of
@@ -63,8 +53,6 @@ def _validation_text(exc: ValidationError) -> str:
 
 
 async_principal_for = sync_to_async(principal_for)
-async_context_check = sync_to_async(context_check)
-async_rate_limit_hit = sync_to_async(rate_limit_hit, thread_sensitive=False)
 
 
 class RhetorConsumer(AsyncJsonWebsocketConsumer):
@@ -203,14 +191,12 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
                 )
                 return
             try:
-                await self.authorize("messages")
-                charge = await async_rate_limit_hit(
-                    self.principal, tokens=estimate_tokens_of(len(json.dumps(payload)))
-                )
+                await self.authorize()  # the key is still valid; the gateway does the rest
             except RhetorError as exc:
                 await self.send_rhetor_error(exc, context=context, request=frame)
                 return
-            task = asyncio.create_task(self.run_request(parsed, frame, charge))
+            caller = Caller(principal=self.principal, size_bytes=len(json.dumps(payload)))
+            task = asyncio.create_task(self.run_request(parsed, frame, caller))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         elif kind == "REGISTER":
@@ -239,19 +225,14 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def run_request(
-        self,
-        parsed: WsMessageIn | WsChatIn,
-        frame: dict[str, Any],
-        charge: TokenCharge | None = None,
+        self, parsed: WsMessageIn | WsChatIn, frame: dict[str, Any], caller: Caller
     ) -> None:
         context = parsed.context_id
         await self.typing(True, context, frame)
-        served: int | None = 0  # tokens to settle the rate limit with (0: not served)
         try:
-            # A key pinned to components acts only as them.
-            request = await aacting_request(self.principal, parsed.llm_request())
+            request = parsed.llm_request()
             if parsed.streaming:
-                stream = await llm_stream_open(request)
+                stream = await llm_stream_open(request, caller)
                 base = {"model": stream.model, "provider": stream.provider, "context": context}
                 try:
                     async for chunk in stream.chunks():
@@ -259,13 +240,11 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
                             "UPDATE", {"chunk": chunk, **base, "done": False}, frame
                         )
                 except StreamInterrupted as exc:
-                    served = None  # what the provider used is not known: the estimate stands
                     await self.send_frame(
                         "UPDATE", {"chunk": "", **base, "done": True, "error": exc.message}, frame
                     )
                 else:
                     result = stream.result
-                    served = usage_tokens(result.usage) if result is not None else None
                     done: dict[str, Any] = {"chunk": "", **base, "done": True}
                     if result is not None:
                         done["usage"] = usage_payload(result)
@@ -273,12 +252,11 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
                         done["budget_warnings"] = list(result.budget_warnings)
                     await self.send_frame("UPDATE", done, frame)
             else:
-                result = await llm_complete(request)
-                served = usage_tokens(result.usage)
+                result = await llm_complete(request, caller)
                 await self.send_frame("RESPONSE", message_payload(result), frame)
         except RhetorError as exc:
             await self.send_rhetor_error(exc, context=context, request=frame)
-        except asyncio.CancelledError:  # the socket closed: the estimate stands
+        except asyncio.CancelledError:  # the socket closed (the gateway settles what ran)
             raise
         except Exception as exc:
             outage = outage_of(exc)  # the database or Redis is down
@@ -295,7 +273,6 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
                     request=frame,
                     code="internal_error",
                 )
-        await atokens_settle(charge, served)
         await self.typing(False, context, frame)
 
     async def status_payload(self) -> dict[str, Any]:
@@ -334,7 +311,7 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
         try:
             await self.authorize("messages", "contexts:admin", any_of=True)
             if not self.principal.has_scope("contexts:admin"):
-                await async_context_check(self.principal, parsed.context_id)
+                await acontext_check(self.principal, parsed.context_id)
         except RhetorError as exc:
             await self.send_rhetor_error(exc, context=context, request=frame)
             return

@@ -18,7 +18,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from budget.selectors import model_price_get
 from llm.models import TaskRoute
-from llm.router import Target, route_target_errors, seed_routes
+from llm.routes import Target, route_target_errors, seed_routes
 
 Level = Literal["ok", "warning", "problem"]
 PROBE_TIMEOUT = 3.0

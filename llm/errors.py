@@ -6,6 +6,11 @@ from rhetor_site.errors import InvalidInput, RhetorError
 
 UNKNOWN_PROVIDER = "Unknown provider {provider!r}; known providers: {known}"
 UNKNOWN_MODEL = "Unknown model {model!r} for provider {provider!r}; known models: {known}"
+MODEL_NOT_SERVED = (
+    "Unknown model {model!r}: no provider serves it (name one as '<provider>/<model>'; "
+    "GET /providers lists the models)"
+)
+MODEL_REQUIRED = "A provider or a model is required"
 UNKNOWN_TASK_TYPE = "Unknown task_type {task_type!r}; routed task types: {known}"
 NO_PROVIDER_ANSWERED = "No provider could answer: {attempts}"
 

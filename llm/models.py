@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from llm.routes import route_target_errors
 from rhetor_site.db import TimestampedModel
 
 
@@ -33,7 +34,7 @@ class TaskRoute(TimestampedModel):
     component's task type), with its options and fallback chain.
 
     Looked up as `<component>_<task_type>`, then `<component>`, then `<task_type>`, then
-    `default` (llm.router). Seeded from the built-in routes and RHETOR_TASK_CONFIG when the
+    `default` (llm.route_table). Seeded from the built-in routes and RHETOR_TASK_CONFIG when the
     table is empty; written only through the `task_route_*` services, which validate the
     models against the provider catalogues and tell every worker to reload."""
 
@@ -88,8 +89,6 @@ class TaskRoute(TimestampedModel):
         return f"{self.name} → {self.provider}/{self.model}"
 
     def clean(self) -> None:
-        from llm.router import route_target_errors
-
         errors = route_target_errors(
             provider=self.provider, model=self.model, fallbacks=self.fallbacks
         )

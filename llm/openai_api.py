@@ -1,9 +1,9 @@
 """OpenAI-compatible endpoints: `POST /v1/chat/completions` and `GET /v1/models`.
 
-Any OpenAI SDK pointed at `<rhetor>/v1` gets Rhetor's routing, fallbacks, budgets,
-metering, system prompts and (with `X-Rhetor-Context`) stored contexts, because every
-request goes through the one request path, `llm.services.llm_stream_open` /
-`llm_complete`, exactly like /message. llm/openai_format.py holds the wire format.
+A door of the gateway (llm/gateway/core.py): any OpenAI SDK pointed at `<rhetor>/v1` gets
+Rhetor's routing, fallbacks, budgets, metering, system prompts and (with
+`X-Rhetor-Context`) stored contexts, exactly like /message. llm/openai_format.py holds
+the wire format.
 
 The body is parsed here rather than by a ninja schema so that every refusal comes back in
 OpenAI's error shape (`{"error": {"message", "type", "param", "code"}}`) with the status
@@ -20,17 +20,11 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from ninja import Router
 
-from access.auth import (
-    MESSAGES,
-    aacting_request,
-    atokens_settle,
-    metered_stream_response,
-    request_charge,
-    request_principal,
-    usage_tokens,
-)
+from access.auth import GATEWAY
 from budget.policies import usd
+from llm.api import http_caller
 from llm.errors import StreamInterrupted
+from llm.gateway import LLMResult, LLMStream, llm_complete, llm_stream_open
 from llm.openai_format import (
     ChatCall,
     ChunkWriter,
@@ -43,13 +37,13 @@ from llm.openai_format import (
     route_names,
 )
 from llm.providers import all_providers
-from llm.router import RouteTable, aroute_table
-from llm.services import LLMResult, LLMStream, llm_complete, llm_stream_open
+from llm.route_table import aroute_table
+from llm.routes import RouteTable
 from rhetor_site.errors import RhetorError
 
 logger = logging.getLogger("llm")
 
-router = Router(tags=["openai"], auth=MESSAGES)
+router = Router(tags=["openai"], auth=GATEWAY)
 
 _DOC_RESPONSES = {
     "responses": {
@@ -162,22 +156,15 @@ def _stream_response(stream: LLMStream, call: ChatCall) -> StreamingHttpResponse
 async def chat_completion_create(request: HttpRequest) -> HttpResponseBase:
     try:
         call = parse_chat_request(request.body, request.headers, routes=await _routes())
-        # A key pinned to components acts only as them (403 otherwise).
-        llm_request = await aacting_request(request_principal(request), call.request)
         if call.stream:
-            stream = await llm_stream_open(llm_request)
-            metered: HttpResponseBase = metered_stream_response(
-                request, _stream_response(stream, call), stream
-            )
-            return metered
-        result = await llm_complete(llm_request)
+            stream = await llm_stream_open(call.request, http_caller(request))
+            return _stream_response(stream, call)
+        result = await llm_complete(call.request, http_caller(request))
     except RhetorError as exc:
-        await atokens_settle(request_charge(request), 0)  # not served: tokens given back
         return _error_response(exc)
     except Exception:
         logger.exception("Unhandled error on POST /v1/chat/completions")
         return _json(internal_error_body(), 500)
-    await atokens_settle(request_charge(request), usage_tokens(result.usage))
     headers = _rhetor_headers(
         provider=result.provider, fallback=result.fallback, warnings=result.budget_warnings
     )

@@ -26,10 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llm.providers import PROVIDER_ORDER, get_provider
+from llm.gateway.request import LLMRequest, LLMResult, RouteOptions
 from llm.providers.base import ChatMessage, Role
-from llm.router import RouteOptions, RouteTable
-from llm.services import LLMRequest, LLMResult
+from llm.routes import RouteTable
 from rhetor_site.errors import InvalidInput, RhetorError
 from rhetor_site.parsing import refuse_nul
 
@@ -303,26 +302,12 @@ class _Resolved:
 def resolve_model(
     model: str, *, component: str | None, task_type: str | None, routes: RouteTable
 ) -> _Resolved:
-    """`rhetor/<route>` -> the route's component and task type; a model id -> its provider
-    (an explicit `<provider>/<model>`, else the first provider that serves it, preferring
-    a configured one)."""
+    """`rhetor/<route>` -> the route's component and task type; any other name is a model
+    id for the gateway to resolve (llm.gateway.plan.resolve_target)."""
     if model.startswith(ROUTE_PREFIX):
         return _resolve_route(model, model[len(ROUTE_PREFIX) :], component, task_type, routes)
-    provider_id, sep, model_id = model.partition("/")
-    if sep and provider_id in PROVIDER_ORDER:
-        provider = get_provider(provider_id)
-        if provider is None or not provider.knows_model(model_id):
-            raise _model_not_found(model)
-        return _Resolved(RouteOptions(provider=provider_id, model=model_id), component, task_type)
-    serving = []
-    for pid in PROVIDER_ORDER:
-        provider = get_provider(pid)
-        if provider is not None and provider.knows_model(model):
-            serving.append((not provider.is_configured(), pid))
-    if not serving:
-        raise _model_not_found(model)
-    _, pid = min(serving, key=lambda s: (s[0], PROVIDER_ORDER.index(s[1])))
-    return _Resolved(RouteOptions(provider=pid, model=model), component, task_type)
+    # A model id, bare or `provider/model`: resolved by the gateway, as on every door.
+    return _Resolved(RouteOptions(model=model), component, task_type)
 
 
 def _model_not_found(model: str) -> OpenAIError:

@@ -13,9 +13,8 @@ from ninja import Schema
 from pydantic import AliasChoices, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from llm.gateway import LLMRequest, RouteOptions
 from llm.providers.base import ChatMessage
-from llm.router import RouteOptions
-from llm.services import LLMRequest
 
 
 def _aliases(name: str) -> AliasChoices:

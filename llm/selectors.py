@@ -3,9 +3,10 @@
 from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 
+from llm.gateway.plan import first_available_real_target
 from llm.models import DefaultModel, TaskRoute
 from llm.providers import all_providers
-from llm.router import SIMULATED, first_available_real_target
+from llm.routes import SIMULATED
 
 
 def default_model_get() -> DefaultModel | None:

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from budget.policies import usd
 from llm.errors import StreamInterrupted
-from llm.services import LLMResult, LLMStream
+from llm.gateway import LLMResult, LLMStream
 
 
 def iso_timestamp(moment: datetime | None = None) -> str:

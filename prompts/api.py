@@ -1,28 +1,23 @@
 """Template and prompt endpoints (TEKTON_CONTRACT.md, "Templates and prompts").
 
-Fixed paths (`/templates/render`, `/prompts/compare`) are declared before the `{id}`
-paths so they are matched first.
+Fixed paths (`/templates/render`) are declared before the `{id}` paths so they are
+matched first. `POST /prompts/compare` runs models, so it is a door of the gateway and
+lives in llm/api.py (added to the API before this router, so it is matched first too).
 """
 
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
 from ninja.responses import Status
 
-from access.auth import PROMPTS, PROMPTS_READ, components_allowed, request_principal, require_scope
+from access.auth import PROMPTS, PROMPTS_READ, components_allowed, request_principal
 from prompts import selectors, services
-from prompts.comparison import text_metrics, unified_diff
+from prompts.comparison import text_metrics
 from prompts.errors import ContentInvalid
 from prompts.models import Personality, Prompt, PromptVersion, Template, TemplateVersion
 from prompts.rendering import render
 from prompts.schemas import (
-    ComparedPromptOut,
-    CompareMetricsOut,
-    CompareRunOut,
     DeletedOut,
     ErrorOut,
     PersonalityCreateIn,
@@ -30,8 +25,6 @@ from prompts.schemas import (
     PersonalityOut,
     PromptActivateIn,
     PromptActivationOut,
-    PromptCompareIn,
-    PromptCompareOut,
     PromptCreateIn,
     PromptDetailOut,
     PromptGenerateIn,
@@ -40,7 +33,6 @@ from prompts.schemas import (
     PromptRollbackIn,
     PromptUpdateIn,
     PromptVersionsOut,
-    RunUsageOut,
     TemplateCreateIn,
     TemplateDetailOut,
     TemplateListOut,
@@ -58,10 +50,6 @@ E404 = {404: ErrorOut}
 E409 = {409: ErrorOut}
 E422 = {422: ErrorOut}
 
-RUN_NEEDS_MESSAGE = "A run needs a sample `message` to send with each prompt."
-RUN_ACTIVE_ONLY = (
-    "A run sends each prompt's active version; activate version {version} first or omit it."
-)
 
 
 def _actor(request: HttpRequest) -> str:
@@ -309,163 +297,6 @@ def prompt_create(request: HttpRequest, payload: PromptCreateIn) -> Status[dict[
     )
     prompt = selectors.prompt_get(prompt_id=prompt.slug)
     return Status(201, _prompt_detail(prompt, selectors.prompt_version_get(prompt=prompt)))
-
-
-@dataclass(frozen=True)
-class _Compared:
-    prompt: Prompt
-    version: PromptVersion
-
-
-def _compare_load(payload: PromptCompareIn) -> tuple[_Compared, _Compared]:
-    pairs = []
-    for prompt_id, number in (
-        (payload.prompt_id1, payload.version1),
-        (payload.prompt_id2, payload.version2),
-    ):
-        prompt = selectors.prompt_get(prompt_id=prompt_id)
-        pairs.append(_Compared(prompt, selectors.prompt_version_get(prompt=prompt, version=number)))
-    return pairs[0], pairs[1]
-
-
-def _compared_out(c: _Compared) -> dict[str, Any]:
-    metrics = text_metrics(c.version.content)
-    return {
-        "prompt_id": c.prompt.slug,
-        "name": c.prompt.name,
-        "component": c.prompt.component,
-        "version": c.version.version,
-        "version_id": c.version.pk,
-        "content": c.version.content,
-        "variables": c.version.variable_names,
-        "length": metrics.length,
-        "tokens": metrics.tokens,
-    }
-
-
-def _comparison(first: _Compared, second: _Compared) -> dict[str, Any]:
-    one, two = _compared_out(first), _compared_out(second)
-    lines = unified_diff(
-        first.version.content,
-        second.version.content,
-        label_before=f"{one['prompt_id']} v{one['version']}",
-        label_after=f"{two['prompt_id']} v{two['version']}",
-    )
-    vars1, vars2 = one["variables"], two["variables"]
-    metrics = CompareMetricsOut(
-        length_difference=two["length"] - one["length"],
-        token_difference=two["tokens"] - one["tokens"],
-        shared_variables=[v for v in vars1 if v in vars2],
-        only_in_prompt1=[v for v in vars1 if v not in vars2],
-        only_in_prompt2=[v for v in vars2 if v not in vars1],
-        identical=first.version.content == second.version.content,
-    )
-    return {
-        "prompt1": ComparedPromptOut(**one),
-        "prompt2": ComparedPromptOut(**two),
-        "diff": "\n".join(lines),
-        "diff_lines": lines,
-        "metrics": metrics,
-        "results": None,
-    }
-
-
-def _compare_check_run(payload: PromptCompareIn, first: _Compared, second: _Compared) -> None:
-    if not payload.message:
-        raise ContentInvalid(RUN_NEEDS_MESSAGE, field="message")
-    for field, c in (("version1", first), ("version2", second)):
-        if c.version.pk != c.prompt.active_version_id:
-            raise ContentInvalid(RUN_ACTIVE_ONLY.format(version=c.version.version), field=field)
-
-
-def _compare_prepare(payload: PromptCompareIn) -> tuple[dict[str, Any], str]:
-    first, second = _compare_load(payload)
-    if payload.run:
-        _compare_check_run(payload, first, second)
-    return _comparison(first, second), payload.component or first.prompt.component
-
-
-_acompare_prepare = sync_to_async(_compare_prepare)
-
-
-@router.post(
-    "/prompts/compare",
-    response={200: PromptCompareOut, **E400, **E404, **E422},
-    auth=PROMPTS_READ,
-)
-async def prompt_compare(request: HttpRequest, payload: PromptCompareIn) -> dict[str, Any]:
-    """Both prompts side by side with a unified diff, their variables and lengths; with
-    `run: true` and a `message`, each prompt's reply from the same route and model."""
-    if payload.run:  # a run asks a model: it is messaging
-        require_scope(request_principal(request), "messages")
-    comparison, component = await _acompare_prepare(payload)
-    if payload.run:
-        comparison["results"] = await _compare_run(payload, comparison, component)
-    return comparison
-
-
-async def _compare_run(
-    payload: PromptCompareIn, comparison: dict[str, Any], component: str
-) -> dict[str, CompareRunOut]:
-    # Imported here: the llm app depends on prompts, not the other way round at import time.
-    from llm.providers.base import ChatMessage
-    from llm.router import RouteOptions
-    from llm.services import LLMRequest, llm_complete
-    from rhetor_site.errors import RhetorError
-
-    options = {
-        k: v
-        for k, v in payload.options.items()
-        if k in {"provider", "model", "temperature", "max_tokens"}
-    }
-    results: dict[str, CompareRunOut] = {}
-    for key in ("prompt1", "prompt2"):
-        compared: ComparedPromptOut = comparison[key]
-        request = LLMRequest(
-            messages=(ChatMessage("user", payload.message or ""),),
-            # Not stored: a comparison never writes to a conversation.
-            context_id=f"compare:{uuid.uuid4().hex}",
-            store=False,
-            component=component,
-            task_type=payload.task_type,
-            options=RouteOptions(**options),
-            prompt_id=compared.prompt_id,
-            prompt_variables=payload.variables or None,
-        )
-        try:
-            result = await llm_complete(request)
-        except RhetorError as exc:
-            results[key] = CompareRunOut(
-                prompt_id=compared.prompt_id,
-                version=compared.version,
-                message=None,
-                model=None,
-                provider=None,
-                usage=None,
-                error=exc.message,
-                code=exc.code,
-            )
-            continue
-        # The second prompt is answered by the same model as the first, even after a
-        # fallback, so the replies differ only by the prompt.
-        options.update(provider=result.provider, model=result.model)
-        results[key] = CompareRunOut(
-            prompt_id=compared.prompt_id,
-            version=compared.version,
-            message=result.text,
-            model=result.model,
-            provider=result.provider,
-            usage=RunUsageOut(
-                input_tokens=result.usage.input_tokens,
-                output_tokens=result.usage.output_tokens,
-                cost=_cost_text(getattr(result, "cost", None)),
-            ),
-        )
-    return results
-
-
-def _cost_text(cost: object) -> str | None:
-    return None if cost is None else str(cost)
 
 
 # --- Prompt generation and personalities -------------------------------------------------

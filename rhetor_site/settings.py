@@ -234,7 +234,7 @@ RHETOR_PROVIDERS = env.list(
     "RHETOR_PROVIDERS", default=["anthropic", "openai", "ollama", "simulated"]
 )
 RHETOR_TASK_CONFIG = env.str("RHETOR_TASK_CONFIG", default="")
-# How often (seconds) each worker checks whether the task routes were edited (llm.router).
+# How often (seconds) each worker checks whether the task routes were edited (llm.route_table).
 RHETOR_ROUTES_RECHECK_SECONDS = env.float("RHETOR_ROUTES_RECHECK_SECONDS", default=1.0)
 # How soon other workers pick up a changed price (limits: from the next request).
 RHETOR_BUDGET_RECHECK_SECONDS = env.float("RHETOR_BUDGET_RECHECK_SECONDS", default=1.0)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from budget.models import BudgetLimit
-from llm.services import task_routes_seed
+from llm.route_table import task_routes_seed
 from prompts.models import Prompt
 from tests.browser.conftest import outside_browser_loop
 from tests.llm.ledger import FAILURE, seed_ledger

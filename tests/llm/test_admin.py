@@ -11,8 +11,8 @@ from django.urls import reverse
 from budget.selectors import percentile, usage_stats_by_model
 from llm.dashboard import spend_level
 from llm.models import TaskRoute
-from llm.router import Target, route_table
-from llm.services import task_routes_seed
+from llm.route_table import route_table, task_routes_seed
+from llm.routes import Target
 from tests.llm.ledger import FAILURE, GPT4O_COST, HAIKU_COST, seed_ledger
 
 pytestmark = pytest.mark.django_db

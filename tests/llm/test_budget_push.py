@@ -8,8 +8,8 @@ from channels.testing import WebsocketCommunicator
 
 from budget import services as budget_services
 from budget.models import UsageRecord
+from llm.gateway import LLMRequest, llm_complete
 from llm.providers.base import ChatMessage
-from llm.services import LLMRequest, llm_complete
 from tests.llm.test_consumers import ConsumerTestCase, typing_off
 
 # 1 micro-USD per token in and out: a short request costs well under a cent.

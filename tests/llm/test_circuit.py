@@ -10,6 +10,8 @@ import pytest
 import llm.providers as registry
 from llm.circuit import CircuitBreakers, breaker_states, breakers
 from llm.errors import ProviderRejected, ProviderUnavailable
+from llm.gateway.fallbacks import OpenedStream, open_stream
+from llm.gateway.plan import Plan
 from llm.providers.base import (
     CompletionRequest,
     ProviderConnectionError,
@@ -21,7 +23,7 @@ from llm.providers.base import (
     Usage,
 )
 from llm.providers.simulated import SimulatedProvider
-from llm.router import DEFAULT_ROUTES, OpenedStream, Plan, Target, open_stream
+from llm.routes import DEFAULT_ROUTES, Target
 
 
 class Clock:
@@ -314,7 +316,7 @@ async def test_a_short_retry_after_is_waited_out_and_the_same_model_retried_once
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr("llm.router.asyncio.sleep", sleep)
+    monkeypatch.setattr("llm.gateway.fallbacks.asyncio.sleep", sleep)
     settings.RHETOR_RETRY_AFTER_MAX_WAIT = 2.0
     stubs["anthropic"].script = [ProviderHTTPError("anthropic", 429, "slow down", retry_after=1.5)]
 
@@ -335,7 +337,7 @@ async def test_a_second_short_retry_after_falls_back(
     async def sleep(seconds: float) -> None:
         return None
 
-    monkeypatch.setattr("llm.router.asyncio.sleep", sleep)
+    monkeypatch.setattr("llm.gateway.fallbacks.asyncio.sleep", sleep)
     too_many = ProviderHTTPError("anthropic", 429, "slow down", retry_after=1)
     stubs["anthropic"].script = [too_many, too_many]
 

@@ -11,8 +11,9 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from llm.models import TaskRoute
-from llm.router import DEFAULT_ROUTES, Target, route_table
-from llm.services import task_route_create, task_routes_seed
+from llm.route_table import route_table, task_routes_seed
+from llm.routes import DEFAULT_ROUTES, Target
+from llm.services import task_route_create
 from tests.fakes import FakeUpstream
 
 pytestmark = pytest.mark.django_db

@@ -24,8 +24,9 @@ from budget.models import UsageRecord
 from budget.services import budget_limit_set
 from contexts.models import Context, Message
 from llm.openai_format import OpenAIError, parse_chat_request
-from llm.router import build_route_table
-from llm.services import task_route_create, task_routes_seed
+from llm.route_table import task_routes_seed
+from llm.routes import build_route_table
+from llm.services import task_route_create
 from tests.fakes import FakeUpstream
 
 # serialized_rollback: the seeded rows (default prompts, prices) survive other tests' flushes.

@@ -10,6 +10,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 import llm.providers as registry
 from llm.errors import ProviderRejected, ProviderUnavailable, UnknownModel, UnknownTaskType
+from llm.gateway import RouteOptions
+from llm.gateway.fallbacks import open_stream
+from llm.gateway.plan import Plan, plan_targets
 from llm.providers.base import (
     ChatMessage,
     CompletionRequest,
@@ -21,17 +24,8 @@ from llm.providers.base import (
     Usage,
 )
 from llm.providers.simulated import SimulatedProvider
-from llm.router import (
-    DEFAULT_ROUTES,
-    Plan,
-    RouteOptions,
-    Target,
-    build_route_table,
-    open_stream,
-    parse_task_config,
-    plan_targets,
-    route_table,
-)
+from llm.route_table import route_table
+from llm.routes import DEFAULT_ROUTES, Target, build_route_table, parse_task_config
 
 SEED_EXAMPLE = {
     "code": {

@@ -12,23 +12,20 @@ from django.core.exceptions import ValidationError
 from django.test import AsyncClient
 
 from llm.models import TaskRoute
-from llm.router import (
-    DEFAULT_ROUTES,
+from llm.route_table import (
     ROUTES_VERSION_KEY,
     RouteTableCache,
-    Target,
     aroute_table,
-    parse_task_config,
     route_table,
-    route_to_spec,
+    task_routes_seed,
 )
+from llm.routes import DEFAULT_ROUTES, Target, parse_task_config, route_to_spec
 from llm.services import (
     TASK_ROUTE_DEFAULT_REQUIRED,
     task_route_create,
     task_route_delete,
     task_route_update,
     task_routes_import,
-    task_routes_seed,
 )
 from tests.fakes import FakeUpstream
 
@@ -221,7 +218,7 @@ def test_between_checks_a_worker_neither_queries_nor_reloads(db, django_assert_n
         for _ in range(50):
             worker.get()
     task_route_create(name="ergon", provider="openai", model="gpt-4o")
-    from llm.router import route_table_changed
+    from llm.route_table import route_table_changed
 
     route_table_changed()
     assert worker.get().lookup(component="ergon", task_type="code").name == "code"  # not yet
@@ -234,18 +231,19 @@ async def test_the_request_path_lookup_makes_no_query_in_steady_state(settings) 
     """aroute_table() between checks returns the worker's table without awaiting anything
     (no thread hop, no cache round trip, no query)."""
     settings.RHETOR_ROUTES_RECHECK_SECONDS = 3600
-    from llm import router
+    from llm import route_table as tables
+    from llm.routes import build_route_table
 
-    sentinel = router.build_route_table({}, with_defaults=True)
+    sentinel = build_route_table({}, with_defaults=True)
     worker = RouteTableCache(loader=lambda: sentinel)
-    original = router._worker_routes
-    router._worker_routes = worker
+    original = tables._worker_routes
+    tables._worker_routes = worker
     try:
         worker.value, worker.version, worker.checked_at = sentinel, "v", worker.clock()
         assert await aroute_table() is sentinel
         assert worker.loads == 0
     finally:
-        router._worker_routes = original
+        tables._worker_routes = original
 
 
 def test_import_is_all_or_nothing(db) -> None:

@@ -7,7 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from llm.router import route_table, route_to_spec
+from llm.route_table import route_table
+from llm.routes import route_to_spec
 from llm.selectors import task_route_list
 
 

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from llm.router import parse_task_config
+from llm.routes import parse_task_config
 from llm.services import task_routes_import
 
 
