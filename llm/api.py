@@ -150,8 +150,9 @@ async def _compare_run(
         prompt_id, version = compared.prompt_id, compared.version
         request = LLMRequest(
             messages=(ChatMessage("user", payload.message or ""),),
-            # Not stored: a comparison never writes to a conversation.
-            context_id=f"compare:{uuid.uuid4().hex}",
+            # Not stored: a comparison never writes to a conversation. (The id is the
+            # component's, as a pinned key may only act on its components' contexts.)
+            context_id=f"{component or 'compare'}:compare-{uuid.uuid4().hex}",
             store=False,
             component=component,
             task_type=payload.task_type,
