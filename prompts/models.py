@@ -1,11 +1,14 @@
 """Templates, system prompts and their immutable versions.
 
-A version row is written once and never changed: editing content creates a new version
-(R7). A prompt's active version is a pointer on the prompt; moving it (activation,
-rollback) is recorded in `PromptActivation`, itself append-only.
+Both are *versioned texts*: a `VersionedText` row (id, name, description, tags) whose
+content lives in `TextVersion` rows. A version is written once and never changed: editing
+content creates a new version (R7). `Template` and `Prompt` are the two kinds; each adds
+only its own fields. A template's current version is its latest. A prompt's is the one its
+active-version pointer names; moving the pointer (activation, rollback) is recorded in
+`PromptActivation`, itself append-only.
 """
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.db import models
 from django.db.models import Q
@@ -13,6 +16,9 @@ from django.utils import timezone
 
 from prompts.errors import VersionImmutable
 from rhetor_site.db import TimestampedModel
+
+if TYPE_CHECKING:
+    from django.db.models.fields.related_descriptors import RelatedManager
 
 
 class Engine(models.TextChoices):
@@ -58,30 +64,35 @@ class AppendOnlyModel(models.Model):
         super().save(*args, **kwargs)
 
 
-class Template(TimestampedModel):
-    class Category(models.TextChoices):
-        SYSTEM = "system", "System"
-        TASK = "task", "Task"
-        COMPONENT = "component", "Component"
-        USER = "user", "User"
-        GENERAL = "general", "General"
+# --- Versioned texts (the core Template and Prompt share) ------------------------------
 
-    slug = models.SlugField(
-        "template id", max_length=120, unique=True, help_text="Derived from the name."
-    )
+
+class VersionedText(TimestampedModel):
+    """A named text whose content lives in append-only versions (`versions`, newest
+    first by number). Each concrete kind relabels `slug`, its public id (`template_id`,
+    `prompt_id`), and adds its own fields."""
+
+    slug = models.SlugField(max_length=120, unique=True)
     name = models.CharField(max_length=200)
-    category = models.CharField(max_length=20, choices=Category.choices, default=Category.GENERAL)
     description = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
 
+    if TYPE_CHECKING:
+        versions: RelatedManager["TextVersion"]
+
     class Meta:
-        ordering = ["category", "name"]
+        abstract = True
 
     def __str__(self) -> str:
         return self.slug
 
 
-class VersionFields(AppendOnlyModel):
+class TextVersion(AppendOnlyModel):
+    """One immutable version of a versioned text. Each concrete kind adds the foreign key
+    to its text (`related_name="versions"`) and names it in `owner_field`."""
+
+    owner_field: ClassVar[str]
+
     version = models.PositiveIntegerField()
     content = models.TextField()
     engine = models.CharField(max_length=10, choices=Engine.choices, default=Engine.SIMPLE)
@@ -95,6 +106,20 @@ class VersionFields(AppendOnlyModel):
 
     class Meta:
         abstract = True
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(version__gte=1), name="%(app_label)s_%(class)s_version_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner.slug} v{self.version}"
+
+    @property
+    def owner(self) -> VersionedText:
+        """The text (template or prompt) this is a version of."""
+        owner: VersionedText = getattr(self, self.owner_field)
+        return owner
 
     @property
     def variable_names(self) -> list[str]:
@@ -109,22 +134,41 @@ class VersionFields(AppendOnlyModel):
         }
 
 
-class TemplateVersion(VersionFields):
-    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
+# --- Templates -----------------------------------------------------------------------------
+
+
+class Template(VersionedText):
+    class Category(models.TextChoices):
+        SYSTEM = "system", "System"
+        TASK = "task", "Task"
+        COMPONENT = "component", "Component"
+        USER = "user", "User"
+        GENERAL = "general", "General"
+
+    slug = models.SlugField(
+        "template id", max_length=120, unique=True, help_text="Derived from the name."
+    )
+    category = models.CharField(max_length=20, choices=Category.choices, default=Category.GENERAL)
 
     class Meta:
+        ordering = ["category", "name"]
+
+
+class TemplateVersion(TextVersion):
+    owner_field = "template"
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
+
+    class Meta(TextVersion.Meta):
         ordering = ["template_id", "-version"]
         constraints = [
+            *TextVersion.Meta.constraints,
             models.UniqueConstraint(
                 fields=["template", "version"], name="prompts_templateversion_unique_number"
             ),
-            models.CheckConstraint(
-                condition=Q(version__gte=1), name="prompts_templateversion_version_positive"
-            ),
         ]
 
-    def __str__(self) -> str:
-        return f"{self.template.slug} v{self.version}"
+
+# --- Prompts -------------------------------------------------------------------------------
 
 
 class Personality(TimestampedModel):
@@ -142,15 +186,12 @@ class Personality(TimestampedModel):
         return self.name
 
 
-class Prompt(TimestampedModel):
+class Prompt(VersionedText):
     slug = models.SlugField("prompt id", max_length=120, unique=True)
-    name = models.CharField(max_length=200)
     component = models.CharField(max_length=64, db_index=True)
     task_type = models.CharField(
         max_length=64, blank=True, help_text="Empty: any task type of the component."
     )
-    description = models.TextField(blank=True)
-    tags = models.JSONField(default=list, blank=True)
     is_default = models.BooleanField(default=False)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
@@ -177,26 +218,19 @@ class Prompt(TimestampedModel):
             ),
         ]
 
-    def __str__(self) -> str:
-        return self.slug
 
-
-class PromptVersion(VersionFields):
+class PromptVersion(TextVersion):
+    owner_field = "prompt"
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="versions")
 
-    class Meta:
+    class Meta(TextVersion.Meta):
         ordering = ["prompt_id", "-version"]
         constraints = [
+            *TextVersion.Meta.constraints,
             models.UniqueConstraint(
                 fields=["prompt", "version"], name="prompts_promptversion_unique_number"
             ),
-            models.CheckConstraint(
-                condition=Q(version__gte=1), name="prompts_promptversion_version_positive"
-            ),
         ]
-
-    def __str__(self) -> str:
-        return f"{self.prompt.slug} v{self.version}"
 
 
 class PromptActivation(AppendOnlyModel):

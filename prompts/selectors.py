@@ -1,8 +1,14 @@
-"""Reads of the prompts app, including the message path's system-prompt resolution."""
+"""Reads of the prompts app, including the message path's system-prompt resolution.
+
+The core reads any versioned text (`models.VersionedText`): a list or one text with its
+version stats, one of its versions, a version rendered strictly. The template and prompt
+selectors narrow them to their model and raise their own not-found errors; a prompt's
+default version is its active one, a template's its latest."""
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
@@ -34,9 +40,19 @@ from prompts.errors import (
     TemplateNotFound,
     TemplateVersionNotFound,
 )
-from prompts.models import Personality, Prompt, PromptActivation, PromptVersion, Template
-from prompts.models import TemplateVersion as TemplateVersionModel
+from prompts.models import (
+    Personality,
+    Prompt,
+    PromptVersion,
+    Template,
+    TemplateVersion,
+    TextVersion,
+    VersionedText,
+)
 from prompts.rendering import render
+
+_Text = TypeVar("_Text", bound=VersionedText)
+_Version = TypeVar("_Version", bound=TextVersion)
 
 
 @dataclass(frozen=True)
@@ -49,53 +65,78 @@ class ResolvedPrompt:
     text: str
 
 
+# --- Versioned texts (the core) ----------------------------------------------------------
+
+
 def _tag_filter(tag: str) -> Q:
     # JSON lists stored as text on SQLite: match the quoted element (works on Postgres too).
     return Q(tags__icontains=json.dumps(tag))
+
+
+def text_list(
+    *, texts: QuerySet[_Text], tag: str | None = None, **matching: str | None
+) -> QuerySet[_Text]:
+    """`texts` annotated with `version_count` and `last_updated` (their newest version's
+    date), narrowed to `tag` and to the given (non-empty) field values."""
+    stats = {"version_count": Count("versions"), "last_updated": Max("versions__created_at")}
+    texts = texts.annotate(**stats).filter(**{k: v for k, v in matching.items() if v})
+    return texts.filter(_tag_filter(tag)) if tag else texts
+
+
+def text_get(*, texts: QuerySet[_Text], text_id: str) -> _Text | None:
+    """The text whose public id (slug) is `text_id`, with its version stats, or None."""
+    return text_list(texts=texts).filter(slug=text_id).first()
+
+
+def text_version_get(
+    *, versions: QuerySet[_Version], version_id: int | None = None, version: int | None = None
+) -> _Version | None:
+    """One of `versions` by pk (`version_id`) or number (`version`); the latest without
+    either; None when there is no such version."""
+    if version_id is not None:
+        return versions.filter(pk=version_id).first()
+    if version is not None:
+        return versions.filter(version=version).first()
+    return versions.order_by("-version").first()
+
+
+def text_version_render(*, version: TextVersion, values: Mapping[str, object] | None) -> str:
+    """The version's content rendered strictly with `values`, checked against the
+    version's own variable declarations (`TemplateVariablesMissing` lists every missing
+    name, `TemplateVariablesInvalid` every value of the wrong type)."""
+    return render(
+        content=version.content,
+        engine=version.engine,
+        variables=version.variables,
+        values=values,
+    )
 
 
 # --- Templates ---------------------------------------------------------------------------
 
 
 def template_list(*, category: str | None = None, tag: str | None = None) -> QuerySet[Template]:
-    qs = Template.objects.annotate(
-        version_count=Count("versions"), last_updated=Max("versions__created_at")
-    ).order_by("category", "name")
-    if category:
-        qs = qs.filter(category=category)
-    if tag:
-        qs = qs.filter(_tag_filter(tag))
-    return qs
+    return text_list(
+        texts=Template.objects.order_by("category", "name"), tag=tag, category=category
+    )
 
 
 def template_get(*, template_id: str) -> Template:
-    template = (
-        Template.objects.annotate(
-            version_count=Count("versions"), last_updated=Max("versions__created_at")
-        )
-        .filter(slug=template_id)
-        .first()
-    )
+    template = text_get(texts=Template.objects.all(), text_id=template_id)
     if template is None:
         raise TemplateNotFound(TEMPLATE_NOT_FOUND.format(template_id=template_id))
     return template
 
 
-def template_version_list(*, template: Template) -> QuerySet[TemplateVersionModel]:
+def template_version_list(*, template: Template) -> QuerySet[TemplateVersion]:
     return template.versions.order_by("-version")
 
 
 def template_version_get(
     *, template: Template, version_id: int | None = None, version: int | None = None
-) -> TemplateVersionModel:
+) -> TemplateVersion:
     """A version by pk (`version_id`) or number (`version`); the latest without either."""
-    qs = template.versions.all()
-    if version_id is not None:
-        row = qs.filter(pk=version_id).first()
-    elif version is not None:
-        row = qs.filter(version=version).first()
-    else:
-        row = qs.order_by("-version").first()
+    row = text_version_get(versions=template.versions.all(), version_id=version_id, version=version)
     if row is None:
         raise TemplateVersionNotFound(
             TEMPLATE_VERSION_NOT_FOUND.format(
@@ -109,25 +150,18 @@ def template_version_get(
 
 
 def prompt_list(*, component: str | None = None, tag: str | None = None) -> QuerySet[Prompt]:
-    qs = (
-        Prompt.objects.select_related("parent", "active_version")
-        .annotate(version_count=Count("versions"), last_updated=Max("versions__created_at"))
-        .order_by("component", "name")
+    return text_list(
+        texts=Prompt.objects.select_related("parent", "active_version").order_by(
+            "component", "name"
+        ),
+        tag=tag,
+        component=component,
     )
-    if component:
-        qs = qs.filter(component=component)
-    if tag:
-        qs = qs.filter(_tag_filter(tag))
-    return qs
 
 
 def prompt_get(*, prompt_id: str) -> Prompt:
-    prompt = (
-        Prompt.objects.select_related("parent", "active_version", "personality")
-        .annotate(version_count=Count("versions"), last_updated=Max("versions__created_at"))
-        .filter(slug=prompt_id)
-        .first()
-    )
+    prompts = Prompt.objects.select_related("parent", "active_version", "personality")
+    prompt = text_get(texts=prompts, text_id=prompt_id)
     if prompt is None:
         raise PromptNotFound(PROMPT_NOT_FOUND.format(prompt_id=prompt_id), prompt_id=prompt_id)
     return prompt
@@ -139,13 +173,7 @@ def prompt_version_get(
     """A version by pk (`version_id`) or number (`version`); the active one without."""
     if version_id is None and version is None and prompt.active_version is not None:
         return prompt.active_version
-    qs = prompt.versions.all()
-    if version_id is not None:
-        row = qs.filter(pk=version_id).first()
-    elif version is not None:
-        row = qs.filter(version=version).first()
-    else:
-        row = qs.order_by("-version").first()
+    row = text_version_get(versions=prompt.versions.all(), version_id=version_id, version=version)
     if row is None:
         raise PromptVersionNotFound(
             PROMPT_VERSION_NOT_FOUND.format(prompt_id=prompt.slug, version=version_id or version)
@@ -209,10 +237,6 @@ def prompt_version_list(*, prompt: Prompt, with_usage: bool = False) -> QuerySet
     return prompt_version_usage_annotate(qs) if with_usage else qs
 
 
-def prompt_activation_list(*, prompt: Prompt) -> QuerySet[PromptActivation]:
-    return prompt.activations.select_related("version", "previous_version")
-
-
 def personality_list() -> QuerySet[Personality]:
     return Personality.objects.annotate(prompt_count=Count("prompts")).order_by("name")
 
@@ -259,12 +283,7 @@ def prompt_version_text(
     variables: dict[str, object] | None = None,
 ) -> str:
     """A prompt version rendered strictly, plus the prompt's personality section."""
-    text = render(
-        content=version.content,
-        engine=version.engine,
-        variables=version.variables,
-        values=variables,
-    )
+    text = text_version_render(version=version, values=variables)
     if personality is not None:
         text = f"{text}\n\n{personality_text(personality)}"
     return text
@@ -400,11 +419,8 @@ def prompt_generate(
         values.update(variables or {})
         used = set(version.variable_names)
         sections.append(
-            render(
-                content=version.content,
-                engine=version.engine,
-                variables=version.variables,
-                values={k: v for k, v in values.items() if k in used},
+            text_version_render(
+                version=version, values={k: v for k, v in values.items() if k in used}
             )
         )
         personality = personality or base.personality

@@ -1,18 +1,21 @@
 """Writes of the prompts app. Every change goes through here: the API, the admin and the
 management commands call these functions and nothing else writes.
 
-Versions are only ever created; the active-version pointer of a prompt moves only through
-`prompt_version_activate` / `prompt_rollback`, each move recorded in `PromptActivation`.
+Templates and prompts are both versioned texts (`models.VersionedText`). The core below
+writes any versioned text: its own fields, and new versions, which are only ever created.
+The template and prompt sections add what is theirs. For a prompt that is its
+active-version pointer, moved only through `prompt_version_activate` / `prompt_rollback`
+(each move recorded in `PromptActivation`), the one default prompt per component, and
+the rule that a default prompt is not deleted.
 """
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Required, TypedDict, TypeVar, Unpack
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from prompts.errors import (
@@ -35,11 +38,31 @@ from prompts.models import (
     PromptVersion,
     Template,
     TemplateVersion,
+    TextVersion,
+    VersionedText,
     spec_list,
 )
 from prompts.rendering import extract_variables, normalize_variables
 
 UNSET: Any = object()
+
+_Version = TypeVar("_Version", bound=TextVersion)
+
+
+# --- Versioned texts (the core) ----------------------------------------------------------
+
+
+class NewVersion(TypedDict, total=False):
+    """The fields of a new version, as the version services take them (`**fields`)."""
+
+    content: Required[str]
+    metadata: dict[str, Any] | None
+    variables: object  # declarations as given: a list of names, specs, or name -> spec
+    engine: str | None  # None: the previous version's engine (simple for a first one)
+    created_by: str
+    change_note: str
+    version: int | None  # number and date are for imports that preserve history
+    created_at: datetime | None
 
 
 def slug_from_name(name: str) -> str:
@@ -47,8 +70,10 @@ def slug_from_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:100] or "untitled"
 
 
-def _unique_slug(model: type[Template] | type[Prompt], base: str) -> str:
-    taken = set(model.objects.filter(slug__startswith=base).values_list("slug", flat=True))
+def _unique_slug(model: type[VersionedText], name: str) -> str:
+    """The name's slug, made unique with a numeric suffix (as the original Rhetor did)."""
+    base = slug_from_name(name)
+    taken = set(model._default_manager.filter(slug__startswith=base).values_list("slug", flat=True))
     if base not in taken:
         return base
     n = 1
@@ -69,12 +94,20 @@ def _clean(obj: models.Model, *, exclude: list[str] | None = None) -> None:
         raise ContentInvalid("; ".join(exc.messages), field="body") from exc
 
 
-def _next_version(versions: models.QuerySet[Any]) -> int:
-    return (versions.aggregate(n=Max("version"))["n"] or 0) + 1
+def _fields_set(text: VersionedText, **values: object) -> None:
+    """Set a text's own fields; a None value leaves its field as it is."""
+    for field, value in values.items():
+        if value is not None:
+            setattr(text, field, value)
+
+
+def _first_version(fields: NewVersion) -> NewVersion:
+    """The fields of a new text's version 1: noted "Initial version" unless given a note."""
+    return {**fields, "change_note": fields.get("change_note") or "Initial version"}
 
 
 def _carry_declarations(
-    previous: TemplateVersion | PromptVersion | None, declared: object, *, content: str, engine: str
+    previous: TextVersion | None, declared: object, *, content: str, engine: str
 ) -> object:
     """With no declarations given, a new version keeps the previous version's typed
     declarations for the names its content still uses."""
@@ -84,6 +117,40 @@ def _carry_declarations(
     return [spec for spec in spec_list(previous.variables) if spec["name"] in used]
 
 
+@transaction.atomic
+def text_version_create(
+    *, text: VersionedText, version_model: type[_Version], **fields: Unpack[NewVersion]
+) -> _Version:
+    """The one way a version is made: the next number, the engine and variable
+    declarations carried from the previous version, validated, then inserted; the text is
+    marked updated. The text's row is locked so that concurrent edits number in turn."""
+    type(text)._default_manager.select_for_update().filter(pk=text.pk).exists()
+    previous = text.versions.order_by("-version").first()
+    content = fields["content"]
+    engine = fields.get("engine") or (previous.engine if previous else Engine.SIMPLE)
+    row = version_model(
+        **{version_model.owner_field: text},
+        version=fields.get("version") or (previous.version + 1 if previous else 1),
+        content=content,
+        engine=engine,
+        variables=normalize_variables(
+            content=content,
+            engine=engine,
+            declared=_carry_declarations(
+                previous, fields.get("variables"), content=content, engine=engine
+            ),
+        ),
+        metadata=fields.get("metadata") or {},
+        created_by=fields.get("created_by", ""),
+        change_note=fields.get("change_note", ""),
+        created_at=fields.get("created_at") or timezone.now(),
+    )
+    _clean(row)
+    row.save()
+    type(text)._default_manager.filter(pk=text.pk).update(updated_at=timezone.now())
+    return row
+
+
 # --- Templates ---------------------------------------------------------------------------
 
 
@@ -91,100 +158,31 @@ def _carry_declarations(
 def template_create(
     *,
     name: str,
-    content: str,
     category: str = Template.Category.GENERAL,
     description: str = "",
     tags: list[str] | None = None,
-    metadata: dict[str, Any] | None = None,
-    variables: object = None,
-    engine: str = Engine.SIMPLE,
-    created_by: str = "",
-    change_note: str = "",
     template_id: str | None = None,
+    **first: Unpack[NewVersion],
 ) -> Template:
-    """Create a template and its version 1. The id is a slug of the name, made unique
-    with a numeric suffix (as the original Rhetor did) unless `template_id` is given."""
-    slug = template_id or _unique_slug(Template, slug_from_name(name))
+    """Create a template and its version 1 (`first`). The id is a slug of the name, made
+    unique, unless `template_id` is given."""
     template = Template(
-        slug=slug, name=name, category=category, description=description, tags=tags or []
+        slug=template_id or _unique_slug(Template, name),
+        name=name,
+        category=category,
+        description=description,
+        tags=tags or [],
     )
     _clean(template)
     template.save()
-    template_version_create(
-        template=template,
-        content=content,
-        metadata=metadata,
-        variables=variables,
-        engine=engine,
-        created_by=created_by,
-        change_note=change_note or "Initial version",
-    )
+    template_version_create(template=template, **_first_version(first))
     return template
 
 
-def _version_fill_and_save(
-    row: TemplateVersion | PromptVersion,
-    *,
-    versions: models.QuerySet[Any],
-    content: str,
-    metadata: dict[str, Any] | None,
-    variables: object,
-    engine: str | None,
-    created_by: str,
-    change_note: str,
-    version: int | None,
-    created_at: datetime | None,
-) -> None:
-    """The one way a template or prompt version is made: the next number, the engine and
-    variable declarations carried from the previous version, validated, then inserted."""
-    previous = versions.order_by("-version").first()
-    row.engine = engine or (previous.engine if previous else Engine.SIMPLE)
-    row.version = version or _next_version(versions)
-    row.content = content
-    row.variables = normalize_variables(
-        content=content,
-        engine=row.engine,
-        declared=_carry_declarations(previous, variables, content=content, engine=row.engine),
-    )
-    row.metadata = metadata or {}
-    row.created_by = created_by
-    row.change_note = change_note
-    row.created_at = created_at or timezone.now()
-    _clean(row)
-    row.save()
-
-
-@transaction.atomic
-def template_version_create(
-    *,
-    template: Template,
-    content: str,
-    metadata: dict[str, Any] | None = None,
-    variables: object = None,
-    engine: str | None = None,
-    created_by: str = "",
-    change_note: str = "",
-    version: int | None = None,
-    created_at: datetime | None = None,
-) -> TemplateVersion:
-    """Add a version. Engine and variable declarations default to the previous version's.
-    `version` / `created_at` are for imports that preserve history."""
-    Template.objects.select_for_update().filter(pk=template.pk).exists()
-    row = TemplateVersion(template=template)
-    _version_fill_and_save(
-        row,
-        versions=template.versions.all(),
-        content=content,
-        metadata=metadata,
-        variables=variables,
-        engine=engine,
-        created_by=created_by,
-        change_note=change_note,
-        version=version,
-        created_at=created_at,
-    )
-    Template.objects.filter(pk=template.pk).update(updated_at=timezone.now())
-    return row
+def template_version_create(*, template: Template, **fields: Unpack[NewVersion]) -> TemplateVersion:
+    """Add a version; engine and variable declarations default to the previous version's.
+    The latest version is the one a template renders by default."""
+    return text_version_create(text=template, version_model=TemplateVersion, **fields)
 
 
 def template_update(
@@ -196,14 +194,7 @@ def template_update(
     tags: list[str] | None = None,
 ) -> Template:
     """Change a template's own fields (never its versions)."""
-    if name is not None:
-        template.name = name
-    if category is not None:
-        template.category = category
-    if description is not None:
-        template.description = description
-    if tags is not None:
-        template.tags = tags
+    _fields_set(template, name=name, category=category, description=description, tags=tags)
     _clean(template)
     template.save()
     return template
@@ -216,37 +207,34 @@ def template_delete(*, template: Template) -> None:
 # --- Prompts -----------------------------------------------------------------------------
 
 
+def _prompt_default_take_over(*, component: str, slug: str) -> None:
+    """Prompt `slug` becomes the component's default: the previous default steps down."""
+    Prompt.objects.filter(component=component, is_default=True).exclude(slug=slug).update(
+        is_default=False
+    )
+
+
 @transaction.atomic
 def prompt_create(
     *,
     name: str,
     component: str,
-    content: str,
     task_type: str = "",
     description: str = "",
     tags: list[str] | None = None,
     is_default: bool = False,
     parent: Prompt | None = None,
     personality: Personality | None = None,
-    metadata: dict[str, Any] | None = None,
-    variables: object = None,
-    engine: str = Engine.SIMPLE,
-    created_by: str = "",
-    change_note: str = "",
     prompt_id: str | None = None,
+    **first: Unpack[NewVersion],
 ) -> Prompt:
-    """Create a prompt with version 1 active. A new default takes over from the
-    component's previous default."""
-    if prompt_id:
-        if Prompt.objects.filter(slug=prompt_id).exists():
-            raise PromptAlreadyExists(PROMPT_EXISTS.format(prompt_id=prompt_id), field="prompt_id")
-        slug = prompt_id
-    else:
-        slug = _unique_slug(Prompt, slug_from_name(name))
-    if is_default:
-        Prompt.objects.filter(component=component, is_default=True).update(is_default=False)
+    """Create a prompt with its version 1 (`first`) active. The id is a slug of the name,
+    made unique, unless `prompt_id` is given (and then must be free). A new default takes
+    over from the component's previous default."""
+    if prompt_id and Prompt.objects.filter(slug=prompt_id).exists():
+        raise PromptAlreadyExists(PROMPT_EXISTS.format(prompt_id=prompt_id), field="prompt_id")
     prompt = Prompt(
-        slug=slug,
+        slug=prompt_id or _unique_slug(Prompt, name),
         name=name,
         component=component,
         task_type=task_type,
@@ -256,18 +244,11 @@ def prompt_create(
         parent=parent,
         personality=personality,
     )
+    if is_default:
+        _prompt_default_take_over(component=component, slug=prompt.slug)
     _clean(prompt)
     prompt.save()
-    prompt_version_create(
-        prompt=prompt,
-        content=content,
-        metadata=metadata,
-        variables=variables,
-        engine=engine,
-        created_by=created_by,
-        change_note=change_note or "Initial version",
-        activate=True,
-    )
+    prompt_version_create(prompt=prompt, activate=True, **_first_version(first))
     return prompt
 
 
@@ -285,24 +266,21 @@ def prompt_update(
     personality: Personality | None = UNSET,
 ) -> Prompt:
     """Change a prompt's own fields (never its versions)."""
-    for field, value in (
-        ("name", name),
-        ("component", component),
-        ("task_type", task_type),
-        ("description", description),
-        ("tags", tags),
-        ("is_default", is_default),
-    ):
-        if value is not None:
-            setattr(prompt, field, value)
+    _fields_set(
+        prompt,
+        name=name,
+        component=component,
+        task_type=task_type,
+        description=description,
+        tags=tags,
+        is_default=is_default,
+    )
     if parent is not UNSET:
         prompt.parent = parent
     if personality is not UNSET:
         prompt.personality = personality
     if prompt.is_default:
-        Prompt.objects.filter(component=prompt.component, is_default=True).exclude(
-            pk=prompt.pk
-        ).update(is_default=False)
+        _prompt_default_take_over(component=prompt.component, slug=prompt.slug)
     _clean(prompt, exclude=["active_version"])
     prompt.save()
     return prompt
@@ -310,40 +288,15 @@ def prompt_update(
 
 @transaction.atomic
 def prompt_version_create(
-    *,
-    prompt: Prompt,
-    content: str,
-    metadata: dict[str, Any] | None = None,
-    variables: object = None,
-    engine: str | None = None,
-    created_by: str = "",
-    change_note: str = "",
-    activate: bool = False,
-    version: int | None = None,
-    created_at: datetime | None = None,
+    *, prompt: Prompt, activate: bool = False, **fields: Unpack[NewVersion]
 ) -> PromptVersion:
     """Add a version; it becomes active only with `activate=True` (the API's PUT does;
     the admin lets the operator look at the diff first)."""
-    Prompt.objects.select_for_update().filter(pk=prompt.pk).exists()
-    row = PromptVersion(prompt=prompt)
-    _version_fill_and_save(
-        row,
-        versions=prompt.versions.all(),
-        content=content,
-        metadata=metadata,
-        variables=variables,
-        engine=engine,
-        created_by=created_by,
-        change_note=change_note,
-        version=version,
-        created_at=created_at,
-    )
+    row = text_version_create(text=prompt, version_model=PromptVersion, **fields)
     if activate:
         prompt_version_activate(
-            prompt=prompt, version=row, activated_by=created_by, note=change_note
+            prompt=prompt, version=row, activated_by=row.created_by, note=row.change_note
         )
-    else:
-        Prompt.objects.filter(pk=prompt.pk).update(updated_at=timezone.now())
     return row
 
 
