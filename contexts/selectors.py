@@ -97,18 +97,6 @@ _window_cache: dict[tuple[str, str], tuple[int, float]] = {}
 _window_lock = threading.Lock()
 
 
-def _catalogue_window(provider: str, model: str) -> int | None:
-    from llm.providers import get_provider
-
-    found = get_provider(provider)
-    if found is None:
-        return None
-    for info in found.models():
-        if info.id == model:
-            return info.context_window
-    return None
-
-
 def _cached_window(provider: str, model: str) -> int | None:
     with _window_lock:
         hit = _window_cache.get((provider, model))
@@ -128,7 +116,7 @@ def context_window_clear_cache() -> None:
         _window_cache.clear()
 
 
-def _window_lookup(provider: str, model: str) -> int:
+def _window_lookup(provider: str, model: str, catalogue: int | None) -> int:
     row = (
         ModelContextWindow.objects.filter(provider=provider, model=model)
         .values_list("context_window", flat=True)
@@ -141,28 +129,28 @@ def _window_lookup(provider: str, model: str) -> int:
             .values_list("context_window", flat=True)
             .first()
         )
-    if row is None:
-        row = _catalogue_window(provider, model)
-    return row or DEFAULT_CONTEXT_WINDOW
+    return row or catalogue or DEFAULT_CONTEXT_WINDOW
 
 
-def context_window_for(*, provider: str, model: str) -> int:
-    """The model's context window in tokens: the operator-editable table, then the
-    provider's catalogue, then 8192. Cached per process for WINDOW_CACHE_TTL seconds."""
+def context_window_for(*, provider: str, model: str, catalogue: int | None = None) -> int:
+    """The model's context window in tokens: the operator-editable table, then
+    `catalogue` (what the provider's model list says, from the caller), then 8192. Cached
+    per process for WINDOW_CACHE_TTL seconds."""
     cached = _cached_window(provider, model)
     if cached is not None:
         return cached
-    return _remember_window(provider, model, _window_lookup(provider, model))
+    return _remember_window(provider, model, _window_lookup(provider, model, catalogue))
 
 
 _awindow_lookup = sync_to_async(_window_lookup)
 
 
-async def acontext_window_for(*, provider: str, model: str) -> int:
+async def acontext_window_for(*, provider: str, model: str, catalogue: int | None = None) -> int:
     cached = _cached_window(provider, model)
     if cached is not None:
         return cached
-    return _remember_window(provider, model, await _awindow_lookup(provider, model))
+    window = await _awindow_lookup(provider, model, catalogue)
+    return _remember_window(provider, model, window)
 
 
 # --- The context API ----------------------------------------------------------------------------

@@ -38,15 +38,16 @@ class HistoryItem:
     tokens: int
 
 
-def catalogue_window(target: Target) -> int:
-    """The provider catalogue's window, for a model the window table was not asked about
-    (a budget-steering alternative)."""
+def catalogue_window(target: Target) -> int | None:
+    """The window the provider's model list gives (None when it does not list the model):
+    what the operator's window table falls back to, and what a model the table was not
+    asked about (a budget-steering alternative) is fitted to."""
     provider = get_provider(target.provider)
     if provider is not None:
         for info in provider.models():
             if info.id == target.model:
                 return info.context_window
-    return DEFAULT_CONTEXT_WINDOW
+    return None
 
 
 def new_messages_to_store(
@@ -96,7 +97,7 @@ class RequestBuilder:
         self.new_tokens = [count_tokens(m.content) for m in new]
 
     def __call__(self, target: Target, plan: Plan) -> CompletionRequest:
-        window = self.windows.get(target) or catalogue_window(target)
+        window = self.windows.get(target) or catalogue_window(target) or DEFAULT_CONTEXT_WINDOW
         new = self.new
         fixed = self.system_tokens + sum(item_cost(t) for t in self.new_tokens)
         budget = history_budget(
@@ -213,7 +214,10 @@ async def prepare(request: LLMRequest) -> Prepared:
     )
     system = "\n\n".join(part for part in system_parts if part) or None
     windows = {
-        t: await acontext_window_for(provider=t.provider, model=t.model) for t in plan.targets
+        t: await acontext_window_for(
+            provider=t.provider, model=t.model, catalogue=catalogue_window(t)
+        )
+        for t in plan.targets
     }
     builder = RequestBuilder(
         system=system,
