@@ -8,7 +8,7 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 
-from contexts.models import Context, ContextSummary, Message, ModelContextWindow
+from contexts.models import Context, Message, ModelContextWindow
 from contexts.search import search_message_pks
 
 # The most recent active messages loaded to build a request's history; windowing then
@@ -173,10 +173,6 @@ def context_messages_list(*, context: Context, limit: int) -> list[Message]:
     recent = list(Message.objects.filter(context=context, archived=False).order_by("-seq")[:limit])
     recent.reverse()
     return recent
-
-
-def context_summary_list(*, context: Context) -> QuerySet[ContextSummary]:
-    return ContextSummary.objects.filter(context=context).order_by("created_at", "pk")
 
 
 @dataclass(frozen=True)
