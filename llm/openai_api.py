@@ -22,9 +22,8 @@ from ninja import Router
 
 from access.auth import GATEWAY
 from budget.policies import usd
-from llm.api import http_caller
 from llm.errors import StreamInterrupted
-from llm.gateway import LLMResult, LLMStream, llm_complete, llm_stream_open
+from llm.gateway import LLMResult, LLMStream, http_caller, llm_complete, llm_stream_open
 from llm.openai_format import (
     ChatCall,
     ChunkWriter,

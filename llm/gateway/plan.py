@@ -43,8 +43,8 @@ def resolve_target(provider: str | None, model: str | None, *, prefer: str | Non
             serving.append((not found.is_configured(), index, pid))
     if not serving:
         raise UnknownModel(MODEL_NOT_SERVED.format(model=model), field="model")
-    if prefer in (pid for _, _, pid in serving):
-        return Target(str(prefer), model)
+    if prefer is not None and prefer in {pid for _, _, pid in serving}:
+        return Target(prefer, model)
     return Target(min(serving)[2], model)
 
 
