@@ -15,11 +15,19 @@ from access.auth import PROMPTS, PROMPTS_READ, components_allowed, request_princ
 from prompts import selectors, services
 from prompts.comparison import text_metrics
 from prompts.errors import ContentInvalid
-from prompts.models import Personality, Prompt, PromptVersion, Template, TemplateVersion
-from prompts.rendering import render
+from prompts.models import (
+    Personality,
+    Prompt,
+    PromptVersion,
+    Template,
+    TemplateVersion,
+    TextVersion,
+    VersionedText,
+)
 from prompts.schemas import (
     DeletedOut,
     ErrorOut,
+    NewVersionIn,
     PersonalityCreateIn,
     PersonalityListOut,
     PersonalityOut,
@@ -51,7 +59,6 @@ E409 = {409: ErrorOut}
 E422 = {422: ErrorOut}
 
 
-
 def _actor(request: HttpRequest) -> str:
     auth = getattr(request, "auth", None)
     if auth is None or auth is True or getattr(auth, "is_anonymous", False):
@@ -77,7 +84,21 @@ class VersionQuery(Schema):
 # --- Output shaping ----------------------------------------------------------------------
 
 
-def _version_out(v: TemplateVersion | PromptVersion, **extra: Any) -> dict[str, Any]:
+def _new_version(
+    request: HttpRequest, payload: TemplateCreateIn | PromptCreateIn | NewVersionIn
+) -> services.NewVersion:
+    """The version a create or update body adds."""
+    return {
+        "content": payload.content,
+        "metadata": payload.metadata,
+        "variables": payload.variables,
+        "engine": payload.engine,
+        "created_by": _actor(request),
+        "change_note": payload.change_note,
+    }
+
+
+def _version_out(v: TextVersion, **extra: Any) -> dict[str, Any]:
     return {
         "version_id": v.pk,
         "version": v.version,
@@ -93,45 +114,59 @@ def _version_out(v: TemplateVersion | PromptVersion, **extra: Any) -> dict[str, 
     }
 
 
+def _text_out(text: VersionedText) -> dict[str, Any]:
+    """What every template and prompt summary shows (selectors annotate the counts)."""
+    return {
+        "name": text.name,
+        "description": text.description,
+        "tags": text.tags,
+        "version_count": getattr(text, "version_count", 0),
+        "last_updated": getattr(text, "last_updated", None) or text.updated_at,
+    }
+
+
+def _text_detail(
+    summary: dict[str, Any],
+    chosen: TextVersion,
+    versions: list[dict[str, Any]],
+    **chosen_extra: Any,
+) -> dict[str, Any]:
+    """A summary with the chosen version's content and all versions, newest first."""
+    return {
+        **summary,
+        "version_count": len(versions),
+        "content": chosen.content,
+        "variables": chosen.variable_names,
+        "version": chosen.version,
+        "version_id": chosen.pk,
+        "current_version": _version_out(chosen, **chosen_extra),
+        "versions": versions,
+    }
+
+
 def _template_out(t: Template, current: TemplateVersion | None) -> dict[str, Any]:
     return {
+        **_text_out(t),
         "template_id": t.slug,
-        "name": t.name,
         "category": t.category,
-        "description": t.description,
         "variables": current.variable_names if current else [],
-        "tags": t.tags,
-        "version_count": getattr(t, "version_count", 0),
-        "last_updated": getattr(t, "last_updated", None) or t.updated_at,
     }
 
 
 def _template_detail(t: Template, chosen: TemplateVersion) -> dict[str, Any]:
-    versions = list(selectors.template_version_list(template=t))
-    return {
-        **_template_out(t, chosen),
-        "version_count": len(versions),
-        "content": chosen.content,
-        "version": chosen.version,
-        "version_id": chosen.pk,
-        "current_version": _version_out(chosen),
-        "versions": [_version_out(v) for v in versions],
-    }
+    versions = [_version_out(v) for v in selectors.template_version_list(template=t)]
+    return _text_detail(_template_out(t, chosen), chosen, versions)
 
 
 def _prompt_out(p: Prompt) -> dict[str, Any]:
     active = p.active_version
     return {
+        **_text_out(p),
         "prompt_id": p.slug,
-        "name": p.name,
         "component": p.component,
         "task_type": p.task_type,
-        "description": p.description,
-        "tags": p.tags,
         "is_default": p.is_default,
         "parent_id": p.parent.slug if p.parent_id and p.parent else None,
-        "version_count": getattr(p, "version_count", 0),
-        "last_updated": getattr(p, "last_updated", None) or p.updated_at,
         "active_version": active.version if active else None,
         "active_version_id": active.pk if active else None,
     }
@@ -145,17 +180,8 @@ def _prompt_versions(p: Prompt) -> list[dict[str, Any]]:
 
 
 def _prompt_detail(p: Prompt, chosen: PromptVersion) -> dict[str, Any]:
-    versions = _prompt_versions(p)
-    return {
-        **_prompt_out(p),
-        "version_count": len(versions),
-        "content": chosen.content,
-        "variables": chosen.variable_names,
-        "version": chosen.version,
-        "version_id": chosen.pk,
-        "current_version": _version_out(chosen, is_active=chosen.pk == p.active_version_id),
-        "versions": versions,
-    }
+    is_active = chosen.pk == p.active_version_id
+    return _text_detail(_prompt_out(p), chosen, _prompt_versions(p), is_active=is_active)
 
 
 # --- Templates ---------------------------------------------------------------------------
@@ -178,15 +204,10 @@ def template_list(request: HttpRequest, filters: Query[TemplateFilters]) -> dict
 def template_create(request: HttpRequest, payload: TemplateCreateIn) -> Status[dict[str, Any]]:
     template = services.template_create(
         name=payload.name,
-        content=payload.content,
         category=payload.category,
         description=payload.description,
         tags=payload.tags,
-        metadata=payload.metadata,
-        variables=payload.variables,
-        engine=payload.engine,
-        created_by=_actor(request),
-        change_note=payload.change_note,
+        **_new_version(request, payload),
     )
     template = selectors.template_get(template_id=template.slug)
     chosen = selectors.template_version_get(template=template)
@@ -201,12 +222,7 @@ def template_render(request: HttpRequest, payload: TemplateRenderIn) -> dict[str
     version = selectors.template_version_get(
         template=template, version_id=payload.version_id, version=payload.version
     )
-    text = render(
-        content=version.content,
-        engine=version.engine,
-        variables=version.variables,
-        values=payload.variables,
-    )
+    text = selectors.text_version_render(version=version, values=payload.variables)
     return {
         "template_id": template.slug,
         "version_id": version.pk,
@@ -238,15 +254,7 @@ def template_update(
         description=payload.description,
         tags=payload.tags,
     )
-    version = services.template_version_create(
-        template=template,
-        content=payload.content,
-        metadata=payload.metadata,
-        variables=payload.variables,
-        engine=payload.engine,
-        created_by=_actor(request),
-        change_note=payload.change_note,
-    )
+    version = services.template_version_create(template=template, **_new_version(request, payload))
     return _template_detail(selectors.template_get(template_id=template.slug), version)
 
 
@@ -282,18 +290,13 @@ def prompt_create(request: HttpRequest, payload: PromptCreateIn) -> Status[dict[
     prompt = services.prompt_create(
         name=payload.name,
         component=payload.component,
-        content=payload.content,
         task_type=payload.task_type,
         description=payload.description,
         tags=payload.tags,
         is_default=payload.is_default,
         parent=parent,
-        metadata=payload.metadata,
-        variables=payload.variables,
-        engine=payload.engine,
-        created_by=_actor(request),
-        change_note=payload.change_note,
         prompt_id=payload.prompt_id,
+        **_new_version(request, payload),
     )
     prompt = selectors.prompt_get(prompt_id=prompt.slug)
     return Status(201, _prompt_detail(prompt, selectors.prompt_version_get(prompt=prompt)))
@@ -403,14 +406,7 @@ def prompt_update(request: HttpRequest, prompt_id: str, payload: PromptUpdateIn)
         is_default=payload.is_default,
     )
     version = services.prompt_version_create(
-        prompt=prompt,
-        content=payload.content,
-        metadata=payload.metadata,
-        variables=payload.variables,
-        engine=payload.engine,
-        created_by=_actor(request),
-        change_note=payload.change_note,
-        activate=payload.activate,
+        prompt=prompt, activate=payload.activate, **_new_version(request, payload)
     )
     return _prompt_detail(selectors.prompt_get(prompt_id=prompt.slug), version)
 

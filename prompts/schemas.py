@@ -38,6 +38,38 @@ class ErrorOut(Schema):
     code: str
 
 
+# --- Versioned texts (shared by templates and prompts) ----------------------------------
+
+
+class NewVersionIn(_In):
+    """A body that adds a version to a template or prompt (PUT); the kind's own fields
+    follow these."""
+
+    content: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    variables: Variables = None
+    engine: Engine | None = None
+    change_note: str = Field(default="", max_length=500)
+
+
+class VersionOut(Schema):
+    version_id: int
+    version: int
+    content: str
+    engine: str
+    variables: list[str]
+    variable_specs: dict[str, dict[str, Any]]
+    metadata: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    change_note: str
+
+
+class DeletedOut(Schema):
+    success: bool
+    id: str
+
+
 # --- Templates ---------------------------------------------------------------------------
 
 
@@ -53,12 +85,7 @@ class TemplateCreateIn(_In):
     change_note: str = Field(default="", max_length=500)
 
 
-class TemplateUpdateIn(_In):
-    content: str
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    variables: Variables = None
-    engine: Engine | None = None
-    change_note: str = Field(default="", max_length=500)
+class TemplateUpdateIn(NewVersionIn):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     category: Template.Category | None = None
     description: str | None = None
@@ -70,19 +97,6 @@ class TemplateRenderIn(_In):
     variables: dict[str, Any] = Field(default_factory=dict)
     version_id: int | None = None
     version: int | None = Field(default=None, ge=1)
-
-
-class VersionOut(Schema):
-    version_id: int
-    version: int
-    content: str
-    engine: str
-    variables: list[str]
-    variable_specs: dict[str, dict[str, Any]]
-    metadata: dict[str, Any]
-    created_by: str
-    created_at: datetime
-    change_note: str
 
 
 class TemplateOut(Schema):
@@ -122,11 +136,6 @@ class TemplateRenderOut(Schema):
     rendered_content: str
 
 
-class DeletedOut(Schema):
-    success: bool
-    id: str
-
-
 # --- Prompts -----------------------------------------------------------------------------
 
 
@@ -146,12 +155,7 @@ class PromptCreateIn(_In):
     change_note: str = Field(default="", max_length=500)
 
 
-class PromptUpdateIn(_In):
-    content: str
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    variables: Variables = None
-    engine: Engine | None = None
-    change_note: str = Field(default="", max_length=500)
+class PromptUpdateIn(NewVersionIn):
     activate: bool = True
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = None
