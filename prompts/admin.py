@@ -5,6 +5,10 @@ editor, and saving creates a new version through the services (with a change not
 version history is inline and read-only, with a diff between any two versions, a render
 preview and, for prompts, "make this version active" and one-click rollback.
 Versions themselves are never edited (R7, R16).
+
+The editor is written once, for any versioned text (`VersionedForm`, `VersionHistoryInline`,
+`VersionedAdmin`, `AppendOnlyVersionAdmin`); the template and prompt admins add their own
+fields and say which services save them.
 """
 
 from decimal import Decimal
@@ -32,6 +36,8 @@ from prompts.models import (
     PromptVersion,
     Template,
     TemplateVersion,
+    TextVersion,
+    VersionedText,
     spec_list,
 )
 from prompts.rendering import normalize_variables, render
@@ -62,6 +68,20 @@ def _dollars(nanos: int | None) -> str:
     return f"${Decimal(nanos or 0) / Decimal(10**9):.6f}"
 
 
+def _new_version(request: HttpRequest, data: dict[str, Any]) -> services.NewVersion:
+    """The version an editor or Add form describes, written by the operator."""
+    return {
+        "content": data["content"],
+        "variables": data["variables"],
+        "engine": data["engine"],
+        "created_by": _actor(request),
+        "change_note": data["change_note"],
+    }
+
+
+# --- Versioned texts (the editor both admins share) ---------------------------------------
+
+
 class VersionedForm(forms.ModelForm):  # type: ignore[type-arg]
     """Adds the fields of the next version to a template or prompt form."""
 
@@ -72,8 +92,9 @@ class VersionedForm(forms.ModelForm):  # type: ignore[type-arg]
         max_length=500, required=False, help_text="What changed and why (kept with the version)."
     )
 
-    def latest_version(self) -> TemplateVersion | PromptVersion | None:
-        raise NotImplementedError
+    def latest_version(self) -> TextVersion | None:
+        text: VersionedText = self.instance
+        return text.versions.order_by("-version").first()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -117,39 +138,11 @@ class VersionedForm(forms.ModelForm):  # type: ignore[type-arg]
         )
 
 
-class TemplateForm(VersionedForm):
-    class Meta:
-        model = Template
-        fields = ["slug", "name", "category", "description", "tags"]
+class VersionAddForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The Add form of a version admin; each kind's Meta names its text's field first."""
 
-    def latest_version(self) -> TemplateVersion | None:
-        template: Template = self.instance
-        return template.versions.order_by("-version").first()
-
-
-class PromptForm(VersionedForm):
-    activate = forms.BooleanField(
-        required=False,
-        help_text="Make the new version active now. Leave unticked to review the diff first.",
-    )
-
-    class Meta:
-        model = Prompt
-        fields = [
-            "slug",
-            "name",
-            "component",
-            "task_type",
-            "description",
-            "tags",
-            "is_default",
-            "parent",
-            "personality",
-        ]
-
-    def latest_version(self) -> PromptVersion | None:
-        prompt: Prompt = self.instance
-        return prompt.versions.order_by("-version").first()
+    content = forms.CharField(widget=forms.Textarea(attrs=EDITOR_ATTRS), strip=False)
+    variables = forms.JSONField(required=False, help_text=VARIABLES_HELP)
 
 
 class PreviewForm(forms.Form):
@@ -165,13 +158,17 @@ class PreviewForm(forms.Form):
 
 
 class VersionHistoryInline(admin.TabularInline):  # type: ignore[type-arg]
-    """Read-only history of versions, newest first."""
+    """Read-only history of versions, newest first. Each kind lists its columns (tuples:
+    the same names serve as `fields` and `readonly_fields`) and its `actions` column."""
 
     extra = 0
     can_delete = False
     verbose_name_plural = "version history (read-only; edit the content above to add one)"
     show_change_link = False
     ordering = ["-version"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).select_related(self.model.owner_field)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -183,108 +180,43 @@ class VersionHistoryInline(admin.TabularInline):  # type: ignore[type-arg]
         return False
 
     @admin.display(description="Excerpt")
-    def excerpt(self, version: TemplateVersion | PromptVersion) -> str:
+    def excerpt(self, version: TextVersion) -> str:
         text = version.content.strip().replace("\n", " ")
         return text[:80] + ("…" if len(text) > 80 else "")
 
 
-# The inlines' columns, all read-only (tuples: the same names serve as `fields` and
-# `readonly_fields`).
-TEMPLATE_VERSION_COLUMNS = (
-    "version",
-    "created_at",
-    "created_by",
-    "change_note",
-    "excerpt",
-    "actions",
-)
-PROMPT_VERSION_COLUMNS = (
-    "version",
-    "status",
-    "created_at",
-    "created_by",
-    "change_note",
-    "excerpt",
-    "usage",
-    "actions",
-)
-
-
-class TemplateVersionInline(VersionHistoryInline):
-    model = TemplateVersion
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[TemplateVersion]:
-        return super().get_queryset(request).select_related("template")
-
-    fields = TEMPLATE_VERSION_COLUMNS
-    readonly_fields = TEMPLATE_VERSION_COLUMNS
-
-    @admin.display(description="Compare")
-    def actions(self, version: TemplateVersion) -> str:
-        diff = reverse("admin:prompts_template_diff", args=[version.template_id])
-        return format_html(
-            '<a href="{}?a={}&amp;b={}">diff with previous</a>',
-            diff,
-            max(version.version - 1, 1),
-            version.version,
-        )
-
-
-class PromptVersionInline(VersionHistoryInline):
-    model = PromptVersion
-    fields = PROMPT_VERSION_COLUMNS
-    readonly_fields = PROMPT_VERSION_COLUMNS
-    fk_name = "prompt"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[PromptVersion]:
-        return selectors.prompt_version_usage_annotate(
-            super().get_queryset(request).select_related("prompt")
-        )
-
-    @admin.display(description="Status")
-    def status(self, version: PromptVersion) -> str:
-        return "ACTIVE" if version.prompt.active_version_id == version.pk else ""
-
-    @admin.display(description="Usage (requests / tokens / cost)")
-    def usage(self, version: PromptVersion) -> str:
-        if not hasattr(version, "usage_requests"):
-            return "—"
-        # get_queryset's prompt_version_usage_annotate adds the four usage columns together.
-        annotated = cast("WithAnnotations[PromptVersion, selectors.PromptVersionUsage]", version)
-        tokens = annotated.usage_input_tokens + annotated.usage_output_tokens
-        text = f"{annotated.usage_requests} / {tokens} / {_dollars(annotated.usage_cost_nanos)}"
-        if not annotated.usage_requests:
-            return text
-        ledger = reverse("admin:budget_usagerecord_changelist")
-        return format_html('<a href="{}?prompt_version={}">{}</a>', ledger, version.pk, text)
-
-    @admin.display(description="Actions")
-    def actions(self, version: PromptVersion) -> str:
-        prompt = version.prompt
-        diff = reverse("admin:prompts_prompt_diff", args=[prompt.pk])
-        active = prompt.active_version.version if prompt.active_version else version.version
-        links = format_html(
-            '<a href="{}?a={}&amp;b={}">diff with active</a>', diff, active, version.version
-        )
-        if prompt.active_version_id == version.pk:
-            return links
-        activate = reverse("admin:prompts_prompt_activate", args=[prompt.pk, version.version])
-        # A submit button with formaction posts the change form's CSRF token to the
-        # activation view: one click, no nested form.
-        return format_html(
-            '{} <button type="submit" class="button" formaction="{}" formmethod="post" '
-            'name="_activate" formnovalidate>Make this version active</button>',
-            links,
-            activate,
-        )
-
-
 class VersionedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Shared editor behaviour: save through services, diff and preview views."""
+    """The editor of a versioned text: saves through the services, and adds the diff and
+    preview views. A kind says how its text is created and updated (`text_create`,
+    `text_update`) and how the editor's content becomes a version (`version_save`)."""
 
     change_form_template = "admin/prompts/versioned_change_form.html"
     search_fields = ["slug", "name", "description"]
-    kind = ""
+
+    def text_create(self, data: dict[str, Any], first: services.NewVersion) -> VersionedText:
+        raise NotImplementedError
+
+    def text_update(self, obj: Any) -> None:
+        raise NotImplementedError
+
+    def version_save(self, request: HttpRequest, obj: Any, form: Any) -> None:
+        raise NotImplementedError
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """A new text is created with its version 1; an existing one gets its own fields
+        saved, then the editor's version. A refused save is reported to the operator."""
+        data = form.cleaned_data
+        try:
+            if change:
+                self.text_update(obj)
+                self.version_save(request, obj, form)
+                return
+            created = self.text_create(data, _new_version(request, data))
+        except RhetorError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        obj.pk, obj.slug = created.pk, created.slug
+        obj._state.adding = False
 
     def versions(self, obj: Any) -> list[Any]:
         return list(obj.versions.order_by("-version"))
@@ -302,7 +234,7 @@ class VersionedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return deleted, counts, perms_needed - owned, protected
 
     def get_urls(self) -> list[URLPattern]:
-        name = f"prompts_{self.kind}"
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
         view = self.admin_site.admin_view
         return [
             path("<path:object_id>/diff/", view(self.diff_view), name=f"{name}_diff"),
@@ -409,10 +341,86 @@ class VersionedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return obj.versions.order_by("-version").first()
 
 
+class AppendOnlyVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Existing versions are read-only; Add goes through the kind's version service
+    (`version_create`) with its `add_form`."""
+
+    list_display = ["__str__", "version", "engine", "created_at", "created_by", "change_note"]
+    date_hierarchy = "created_at"
+    add_fields: ClassVar["_FieldGroups"] = ["content", "engine", "variables", "change_note"]
+    add_form: type[VersionAddForm]
+
+    def version_create(self, data: dict[str, Any], fields: services.NewVersion) -> TextVersion:
+        raise NotImplementedError
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        return [f.name for f in self.model._meta.fields]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> "_FieldGroups":
+        if obj is None:
+            return self.add_fields
+        return [f.name for f in self.model._meta.fields if f.name != "id"]
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[Any]]:
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, change, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        try:
+            created = self.version_create(data, _new_version(request, data))
+        except RhetorError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        obj.pk = created.pk
+        obj._state.adding = False
+
+
+# --- Templates ---------------------------------------------------------------------------
+
+
+class TemplateForm(VersionedForm):
+    class Meta:
+        model = Template
+        fields = ["slug", "name", "category", "description", "tags"]
+
+
+class TemplateVersionInline(VersionHistoryInline):
+    model = TemplateVersion
+    fields = readonly_fields = (
+        "version",
+        "created_at",
+        "created_by",
+        "change_note",
+        "excerpt",
+        "actions",
+    )
+
+    @admin.display(description="Compare")
+    def actions(self, version: TemplateVersion) -> str:
+        diff = reverse("admin:prompts_template_diff", args=[version.template_id])
+        return format_html(
+            '<a href="{}?a={}&amp;b={}">diff with previous</a>',
+            diff,
+            max(version.version - 1, 1),
+            version.version,
+        )
+
+
 @admin.register(Template)
 class TemplateAdmin(VersionedAdmin):
     form = TemplateForm
-    kind = "template"
     list_display = ["slug", "name", "category", "version_total", "updated_at"]
     list_filter = ["category"]
     inlines = [TemplateVersionInline]
@@ -424,50 +432,133 @@ class TemplateAdmin(VersionedAdmin):
     def delete_model(self, request: HttpRequest, obj: Template) -> None:
         services.template_delete(template=obj)
 
-    def save_model(self, request: HttpRequest, obj: Template, form: Any, change: bool) -> None:
-        data = form.cleaned_data
-        try:
-            if not change:
-                created = services.template_create(
-                    template_id=data["slug"] or None,
-                    name=data["name"],
-                    content=data["content"],
-                    category=data["category"],
-                    description=data["description"],
-                    tags=data["tags"],
-                    variables=data["variables"],
-                    engine=data["engine"],
-                    created_by=_actor(request),
-                    change_note=data["change_note"],
-                )
-                obj.pk, obj.slug = created.pk, created.slug
-                obj._state.adding = False
-                return
-            services.template_update(
-                template=obj,
-                name=obj.name,
-                category=obj.category,
-                description=obj.description,
-                tags=obj.tags,
+    def text_create(self, data: dict[str, Any], first: services.NewVersion) -> Template:
+        return services.template_create(
+            template_id=data["slug"] or None,
+            name=data["name"],
+            category=data["category"],
+            description=data["description"],
+            tags=data["tags"],
+            **first,
+        )
+
+    def text_update(self, obj: Template) -> None:
+        services.template_update(
+            template=obj,
+            name=obj.name,
+            category=obj.category,
+            description=obj.description,
+            tags=obj.tags,
+        )
+
+    def version_save(self, request: HttpRequest, obj: Template, form: Any) -> None:
+        if form.version_changed():
+            version = services.template_version_create(
+                template=obj, **_new_version(request, form.cleaned_data)
             )
-            if form.version_changed():
-                version = services.template_version_create(
-                    template=obj,
-                    content=data["content"],
-                    variables=data["variables"],
-                    engine=data["engine"],
-                    created_by=_actor(request),
-                    change_note=data["change_note"],
-                )
-                self.message_user(request, f"Saved version {version.version}.", messages.SUCCESS)
-        except RhetorError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
+            self.message_user(request, f"Saved version {version.version}.", messages.SUCCESS)
+
+
+class TemplateVersionAddForm(VersionAddForm):
+    class Meta:
+        model = TemplateVersion
+        fields = ["template", "content", "engine", "variables", "change_note"]
+
+
+@admin.register(TemplateVersion)
+class TemplateVersionAdmin(AppendOnlyVersionAdmin):
+    list_select_related = ["template"]
+    raw_id_fields = ["template"]
+    list_filter = ["template__category"]
+    add_fields = ["template", *AppendOnlyVersionAdmin.add_fields]
+    add_form = TemplateVersionAddForm
+
+    def version_create(self, data: dict[str, Any], fields: services.NewVersion) -> TextVersion:
+        return services.template_version_create(template=data["template"], **fields)
+
+
+# --- Prompts -----------------------------------------------------------------------------
+
+
+class PromptForm(VersionedForm):
+    activate = forms.BooleanField(
+        required=False,
+        help_text="Make the new version active now. Leave unticked to review the diff first.",
+    )
+
+    class Meta:
+        model = Prompt
+        fields = [
+            "slug",
+            "name",
+            "component",
+            "task_type",
+            "description",
+            "tags",
+            "is_default",
+            "parent",
+            "personality",
+        ]
+
+
+class PromptVersionInline(VersionHistoryInline):
+    model = PromptVersion
+    fields = readonly_fields = (
+        "version",
+        "status",
+        "created_at",
+        "created_by",
+        "change_note",
+        "excerpt",
+        "usage",
+        "actions",
+    )
+    fk_name = "prompt"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PromptVersion]:
+        return selectors.prompt_version_usage_annotate(super().get_queryset(request))
+
+    @admin.display(description="Status")
+    def status(self, version: PromptVersion) -> str:
+        return "ACTIVE" if version.prompt.active_version_id == version.pk else ""
+
+    @admin.display(description="Usage (requests / tokens / cost)")
+    def usage(self, version: PromptVersion) -> str:
+        if not hasattr(version, "usage_requests"):
+            return "—"
+        # get_queryset's prompt_version_usage_annotate adds the four usage columns together.
+        annotated = cast("WithAnnotations[PromptVersion, selectors.PromptVersionUsage]", version)
+        tokens = annotated.usage_input_tokens + annotated.usage_output_tokens
+        text = f"{annotated.usage_requests} / {tokens} / {_dollars(annotated.usage_cost_nanos)}"
+        if not annotated.usage_requests:
+            return text
+        ledger = reverse("admin:budget_usagerecord_changelist")
+        return format_html('<a href="{}?prompt_version={}">{}</a>', ledger, version.pk, text)
+
+    @admin.display(description="Actions")
+    def actions(self, version: PromptVersion) -> str:
+        prompt = version.prompt
+        diff = reverse("admin:prompts_prompt_diff", args=[prompt.pk])
+        active = prompt.active_version.version if prompt.active_version else version.version
+        links = format_html(
+            '<a href="{}?a={}&amp;b={}">diff with active</a>', diff, active, version.version
+        )
+        if prompt.active_version_id == version.pk:
+            return links
+        activate = reverse("admin:prompts_prompt_activate", args=[prompt.pk, version.version])
+        # A submit button with formaction posts the change form's CSRF token to the
+        # activation view: one click, no nested form.
+        return format_html(
+            '{} <button type="submit" class="button" formaction="{}" formmethod="post" '
+            'name="_activate" formnovalidate>Make this version active</button>',
+            links,
+            activate,
+        )
 
 
 @admin.register(Prompt)
 class PromptAdmin(VersionedAdmin):
     form = PromptForm
-    kind = "prompt"
     list_display = [
         "slug",
         "name",
@@ -562,139 +653,59 @@ class PromptAdmin(VersionedAdmin):
             )
         return HttpResponseRedirect(self._change_url(prompt))
 
-    def save_model(self, request: HttpRequest, obj: Prompt, form: Any, change: bool) -> None:
+    def text_create(self, data: dict[str, Any], first: services.NewVersion) -> Prompt:
+        return services.prompt_create(
+            prompt_id=data["slug"] or None,
+            name=data["name"],
+            component=data["component"],
+            task_type=data["task_type"],
+            description=data["description"],
+            tags=data["tags"],
+            is_default=data["is_default"],
+            parent=data["parent"],
+            personality=data["personality"],
+            **first,
+        )
+
+    def text_update(self, obj: Prompt) -> None:
+        services.prompt_update(
+            prompt=obj,
+            name=obj.name,
+            component=obj.component,
+            task_type=obj.task_type,
+            description=obj.description,
+            tags=obj.tags,
+            is_default=obj.is_default,
+            parent=obj.parent,
+            personality=obj.personality,
+        )
+
+    def version_save(self, request: HttpRequest, obj: Prompt, form: Any) -> None:
+        """A changed content becomes a version, active if the operator ticked
+        "activate"; ticked without a change, the latest version is activated."""
         data = form.cleaned_data
-        try:
-            if not change:
-                created = services.prompt_create(
-                    prompt_id=data["slug"] or None,
-                    name=data["name"],
-                    component=data["component"],
-                    task_type=data["task_type"],
-                    content=data["content"],
-                    description=data["description"],
-                    tags=data["tags"],
-                    is_default=data["is_default"],
-                    parent=data["parent"],
-                    personality=data["personality"],
-                    variables=data["variables"],
-                    engine=data["engine"],
-                    created_by=_actor(request),
-                    change_note=data["change_note"],
-                )
-                obj.pk, obj.slug = created.pk, created.slug
-                obj._state.adding = False
-                return
-            services.prompt_update(
-                prompt=obj,
-                name=obj.name,
-                component=obj.component,
-                task_type=obj.task_type,
-                description=obj.description,
-                tags=obj.tags,
-                is_default=obj.is_default,
-                parent=obj.parent,
-                personality=obj.personality,
+        if form.version_changed():
+            version = services.prompt_version_create(
+                prompt=obj, activate=data["activate"], **_new_version(request, data)
             )
-            if form.version_changed():
-                version = services.prompt_version_create(
-                    prompt=obj,
-                    content=data["content"],
-                    variables=data["variables"],
-                    engine=data["engine"],
-                    created_by=_actor(request),
-                    change_note=data["change_note"],
-                    activate=data["activate"],
+            state = "active" if data["activate"] else "not active yet"
+            self.message_user(
+                request, f"Saved version {version.version} ({state}).", messages.SUCCESS
+            )
+        elif data["activate"]:
+            latest = obj.versions.order_by("-version").first()
+            if latest is not None:
+                services.prompt_version_activate(
+                    prompt=obj, version=latest, activated_by=_actor(request)
                 )
-                state = "active" if data["activate"] else "not active yet"
-                self.message_user(
-                    request, f"Saved version {version.version} ({state}).", messages.SUCCESS
-                )
-            elif data["activate"]:
-                latest = obj.versions.order_by("-version").first()
-                if latest is not None:
-                    services.prompt_version_activate(
-                        prompt=obj, version=latest, activated_by=_actor(request)
-                    )
-        except RhetorError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
 
 
-class AppendOnlyVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Existing versions are read-only; Add goes through the version service."""
-
-    list_display = ["__str__", "version", "engine", "created_at", "created_by", "change_note"]
-    date_hierarchy = "created_at"
-    add_fields: ClassVar["_FieldGroups"] = ["content", "engine", "variables", "change_note"]
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        if obj is None:
-            return []
-        return [f.name for f in self.model._meta.fields]
-
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> "_FieldGroups":
-        if obj is None:
-            return self.add_fields
-        return [f.name for f in self.model._meta.fields if f.name != "id"]
-
-
-class TemplateVersionAddForm(forms.ModelForm):  # type: ignore[type-arg]
-    content = forms.CharField(widget=forms.Textarea(attrs=EDITOR_ATTRS), strip=False)
-    variables = forms.JSONField(required=False, help_text=VARIABLES_HELP)
-
-    class Meta:
-        model = TemplateVersion
-        fields = ["template", "content", "engine", "variables", "change_note"]
-
-
-class PromptVersionAddForm(forms.ModelForm):  # type: ignore[type-arg]
-    content = forms.CharField(widget=forms.Textarea(attrs=EDITOR_ATTRS), strip=False)
-    variables = forms.JSONField(required=False, help_text=VARIABLES_HELP)
+class PromptVersionAddForm(VersionAddForm):
     activate = forms.BooleanField(required=False)
 
     class Meta:
         model = PromptVersion
         fields = ["prompt", "content", "engine", "variables", "change_note"]
-
-
-@admin.register(TemplateVersion)
-class TemplateVersionAdmin(AppendOnlyVersionAdmin):
-    list_select_related = ["template"]
-    raw_id_fields = ["template"]
-    list_filter = ["template__category"]
-    add_fields = ["template", *AppendOnlyVersionAdmin.add_fields]
-
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> type[forms.ModelForm[Any]]:
-        if obj is None:
-            kwargs["form"] = TemplateVersionAddForm
-        return super().get_form(request, obj, change, **kwargs)
-
-    def save_model(
-        self, request: HttpRequest, obj: TemplateVersion, form: Any, change: bool
-    ) -> None:
-        data = form.cleaned_data
-        try:
-            created = services.template_version_create(
-                template=data["template"],
-                content=data["content"],
-                variables=data["variables"],
-                engine=data["engine"],
-                created_by=_actor(request),
-                change_note=data["change_note"],
-            )
-        except RhetorError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return
-        obj.pk = created.pk
-        obj._state.adding = False
 
 
 @admin.register(PromptVersion)
@@ -703,31 +714,12 @@ class PromptVersionAdmin(AppendOnlyVersionAdmin):
     raw_id_fields = ["prompt"]
     list_filter = ["prompt__component"]
     add_fields = ["prompt", *AppendOnlyVersionAdmin.add_fields, "activate"]
+    add_form = PromptVersionAddForm
 
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> type[forms.ModelForm[Any]]:
-        if obj is None:
-            kwargs["form"] = PromptVersionAddForm
-        return super().get_form(request, obj, change, **kwargs)
-
-    def save_model(self, request: HttpRequest, obj: PromptVersion, form: Any, change: bool) -> None:
-        data = form.cleaned_data
-        try:
-            created = services.prompt_version_create(
-                prompt=data["prompt"],
-                content=data["content"],
-                variables=data["variables"],
-                engine=data["engine"],
-                created_by=_actor(request),
-                change_note=data["change_note"],
-                activate=data["activate"],
-            )
-        except RhetorError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return
-        obj.pk = created.pk
-        obj._state.adding = False
+    def version_create(self, data: dict[str, Any], fields: services.NewVersion) -> TextVersion:
+        return services.prompt_version_create(
+            prompt=data["prompt"], activate=data["activate"], **fields
+        )
 
 
 @admin.register(PromptActivation)
@@ -747,6 +739,9 @@ class PromptActivationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- Personalities -----------------------------------------------------------------------
 
 
 @admin.register(Personality)
