@@ -106,11 +106,6 @@ class TextVersion(AppendOnlyModel):
 
     class Meta:
         abstract = True
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(version__gte=1), name="%(app_label)s_%(class)s_version_positive"
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"{self.owner.slug} v{self.version}"
@@ -132,6 +127,19 @@ class TextVersion(AppendOnlyModel):
             spec["name"]: {k: v for k, v in spec.items() if k != "name"}
             for spec in spec_list(self.variables)
         }
+
+
+def version_constraints(owner_field: str) -> list[models.BaseConstraint]:
+    """A concrete version model's constraints: each text numbers its versions 1, 2, ...
+    with no number twice."""
+    return [
+        models.UniqueConstraint(
+            fields=[owner_field, "version"], name="%(app_label)s_%(class)s_unique_number"
+        ),
+        models.CheckConstraint(
+            condition=Q(version__gte=1), name="%(app_label)s_%(class)s_version_positive"
+        ),
+    ]
 
 
 # --- Templates -----------------------------------------------------------------------------
@@ -158,14 +166,9 @@ class TemplateVersion(TextVersion):
     owner_field = "template"
     template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
 
-    class Meta(TextVersion.Meta):
+    class Meta:
         ordering = ["template_id", "-version"]
-        constraints = [
-            *TextVersion.Meta.constraints,
-            models.UniqueConstraint(
-                fields=["template", "version"], name="prompts_templateversion_unique_number"
-            ),
-        ]
+        constraints = version_constraints("template")
 
 
 # --- Prompts -------------------------------------------------------------------------------
@@ -223,14 +226,9 @@ class PromptVersion(TextVersion):
     owner_field = "prompt"
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="versions")
 
-    class Meta(TextVersion.Meta):
+    class Meta:
         ordering = ["prompt_id", "-version"]
-        constraints = [
-            *TextVersion.Meta.constraints,
-            models.UniqueConstraint(
-                fields=["prompt", "version"], name="prompts_promptversion_unique_number"
-            ),
-        ]
+        constraints = version_constraints("prompt")
 
 
 class PromptActivation(AppendOnlyModel):

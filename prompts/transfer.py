@@ -20,13 +20,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from prompts.errors import ContentInvalid
-from prompts.models import Engine, Personality, Prompt, PromptVersion, Template, TemplateVersion
+from prompts.models import (
+    Engine,
+    Personality,
+    Prompt,
+    PromptVersion,
+    Template,
+    TextVersion,
+    VersionedText,
+)
 from prompts.rendering import extract_variables
 from prompts.services import (
     _clean,
+    _prompt_default_take_over,
     prompt_version_activate,
-    prompt_version_create,
-    template_version_create,
+    text_version_create,
 )
 from rhetor_site.errors import RhetorError
 
@@ -110,7 +118,7 @@ def _when(value: object) -> datetime | None:
 # --- Export ------------------------------------------------------------------------------
 
 
-def _version_data(v: TemplateVersion | PromptVersion) -> dict[str, Any]:
+def _version_data(v: TextVersion) -> dict[str, Any]:
     return {
         "version": v.version,
         "content": v.content,
@@ -185,7 +193,7 @@ def _require(entry: dict[str, Any], key: str, where: str) -> Any:
 
 def _merge_versions(
     *,
-    owner: Template | Prompt,
+    owner: VersionedText,
     versions: list[dict[str, Any]],
     where: str,
     summary: ImportSummary,
@@ -204,26 +212,24 @@ def _merge_versions(
                 )
             summary.versions_unchanged += 1
             continue
-        kwargs: dict[str, Any] = {
-            "content": content,
-            "metadata": entry.get("metadata") or {},
-            "variables": entry.get("variables") or None,
-            "engine": engine,
-            "created_by": entry.get("created_by") or "",
-            "change_note": entry.get("change_note") or "",
-            "version": number,
-            "created_at": _when(entry.get("created_at")),
-        }
-        if isinstance(owner, Template):
-            template_version_create(template=owner, **kwargs)
-        else:
-            prompt_version_create(prompt=owner, **kwargs)
+        text_version_create(
+            text=owner,
+            version_model=owner.versions.model,
+            content=content,
+            metadata=entry.get("metadata") or {},
+            variables=entry.get("variables") or None,
+            engine=engine,
+            created_by=entry.get("created_by") or "",
+            change_note=entry.get("change_note") or "",
+            version=number,
+            created_at=_when(entry.get("created_at")),
+        )
         summary.versions_created += 1
 
 
-def _upsert(model: type[Template] | type[Prompt], slug: str, fields: dict[str, Any]) -> bool:
+def _upsert(model: type[VersionedText], slug: str, fields: dict[str, Any]) -> bool:
     """Create or update the row's own fields; True when created."""
-    obj = model.objects.filter(slug=slug).first()
+    obj = model._default_manager.filter(slug=slug).first()
     created = obj is None
     if obj is None:
         obj = model(slug=slug)
@@ -234,9 +240,7 @@ def _upsert(model: type[Template] | type[Prompt], slug: str, fields: dict[str, A
             changed = True
     if changed:
         if model is Prompt and fields.get("is_default"):
-            Prompt.objects.filter(component=fields["component"], is_default=True).exclude(
-                slug=slug
-            ).update(is_default=False)
+            _prompt_default_take_over(component=fields["component"], slug=slug)
         _clean(obj, exclude=["active_version"])
         obj.save()
     return created
@@ -350,8 +354,8 @@ def _tekton_versions(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _tekton_merge(
-    *, owner: Template | Prompt, versions: list[dict[str, Any]], summary: ImportSummary
-) -> PromptVersion | TemplateVersion | None:
+    *, owner: VersionedText, versions: list[dict[str, Any]], summary: ImportSummary
+) -> TextVersion | None:
     """Append the file's versions not yet imported (matched by the original version_id,
     kept in the version's metadata); return the row of the file's current (last) one."""
     seen = {
@@ -368,19 +372,17 @@ def _tekton_merge(
             continue
         meta = dict(entry.get("metadata") or {})
         content = str(entry["content"])
-        kwargs: dict[str, Any] = {
-            "content": content,
-            "metadata": {**meta, TEKTON_ID_KEY: original_id} if original_id else meta,
-            "engine": _engine_for(content),
-            "created_by": str(meta.get("created_by") or "tekton import"),
-            "change_note": str(meta.get("note") or "Imported from the original Rhetor"),
-            "created_at": _when(entry.get("created_at")),
-            "variables": {},
-        }
-        if isinstance(owner, Template):
-            last = template_version_create(template=owner, **kwargs)
-        else:
-            last = prompt_version_create(prompt=owner, **kwargs)
+        last = text_version_create(
+            text=owner,
+            version_model=owner.versions.model,
+            content=content,
+            metadata={**meta, TEKTON_ID_KEY: original_id} if original_id else meta,
+            engine=_engine_for(content),
+            created_by=str(meta.get("created_by") or "tekton import"),
+            change_note=str(meta.get("note") or "Imported from the original Rhetor"),
+            created_at=_when(entry.get("created_at")),
+            variables={},
+        )
         summary.versions_created += 1
     return last
 
