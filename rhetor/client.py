@@ -349,7 +349,31 @@ def server_template(template: str, variables: list[str] | None) -> str:
     return template
 
 
-class RhetorPromptClient(_RhetorHTTP):
+class _VersionedTextClient(_RhetorHTTP):
+    """The calls templates and system prompts share: Rhetor's /templates and /prompts
+    work alike. `kind` is the path and the listing's key ("templates" or "prompts");
+    fields and parameters that are None are not sent."""
+
+    async def _text_list(self, kind: str, **filters: str | None) -> list[dict[str, Any]]:
+        result = await self._request("GET", f"/{kind}", params=filters)
+        return list(result[kind])
+
+    async def _text_get(self, kind: str, text_id: str, **version: int | None) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", _path(kind, text_id), params=version)
+        return result
+
+    async def _text_create(self, kind: str, **fields: Any) -> dict[str, Any]:
+        body = _drop_none(fields)
+        result: dict[str, Any] = await self._request("POST", f"/{kind}", json_body=body)
+        return result
+
+    async def _text_version_add(self, kind: str, text_id: str, **fields: Any) -> dict[str, Any]:
+        body = _drop_none(fields)
+        result: dict[str, Any] = await self._request("PUT", _path(kind, text_id), json_body=body)
+        return result
+
+
+class RhetorPromptClient(_VersionedTextClient):
     """Templates, system prompts, personalities and prompt generation."""
 
     # Templates
@@ -365,19 +389,16 @@ class RhetorPromptClient(_RhetorHTTP):
         category: str = "general",
     ) -> dict[str, Any]:
         """Create a template; returns it with its `template_id` and versions."""
-        body = _drop_none(
-            {
-                "name": name,
-                "content": server_template(template, variables),
-                "category": category,
-                "description": description,
-                "tags": tags,
-                "metadata": metadata,
-                "variables": variables,
-            }
+        return await self._text_create(
+            "templates",
+            name=name,
+            content=server_template(template, variables),
+            category=category,
+            description=description,
+            tags=tags,
+            metadata=metadata,
+            variables=variables,
         )
-        result: dict[str, Any] = await self._request("POST", "/templates", json_body=body)
-        return result
 
     async def render_prompt(
         self,
@@ -399,14 +420,10 @@ class RhetorPromptClient(_RhetorHTTP):
     async def list_templates(
         self, category: str | None = None, tag: str | None = None
     ) -> list[dict[str, Any]]:
-        result = await self._request("GET", "/templates", params={"category": category, "tag": tag})
-        return list(result["templates"])
+        return await self._text_list("templates", category=category, tag=tag)
 
     async def get_template(self, template_id: str, version_id: int | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request(
-            "GET", _path("templates", template_id), params={"version_id": version_id}
-        )
-        return result
+        return await self._text_get("templates", template_id, version_id=version_id)
 
     async def update_template(
         self,
@@ -418,33 +435,25 @@ class RhetorPromptClient(_RhetorHTTP):
         tags: list[str] | None = None,
     ) -> dict[str, Any]:
         """Add a version with new content (templates are versioned, never overwritten)."""
-        body = _drop_none(
-            {
-                "content": server_template(template, variables),
-                "variables": variables,
-                "metadata": metadata,
-                "description": description,
-                "tags": tags,
-            }
+        return await self._text_version_add(
+            "templates",
+            template_id,
+            content=server_template(template, variables),
+            variables=variables,
+            metadata=metadata,
+            description=description,
+            tags=tags,
         )
-        result: dict[str, Any] = await self._request(
-            "PUT", _path("templates", template_id), json_body=body
-        )
-        return result
 
     # System prompts
 
     async def list_prompts(
         self, component: str | None = None, tag: str | None = None
     ) -> list[dict[str, Any]]:
-        result = await self._request("GET", "/prompts", params={"component": component, "tag": tag})
-        return list(result["prompts"])
+        return await self._text_list("prompts", component=component, tag=tag)
 
     async def get_prompt(self, prompt_id: str, version: int | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = await self._request(
-            "GET", _path("prompts", prompt_id), params={"version": version}
-        )
-        return result
+        return await self._text_get("prompts", prompt_id, version=version)
 
     async def create_prompt(
         self,
@@ -457,20 +466,17 @@ class RhetorPromptClient(_RhetorHTTP):
         task_type: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        body = _drop_none(
-            {
-                "name": name,
-                "component": component,
-                "content": content,
-                "description": description,
-                "tags": tags,
-                "is_default": is_default,
-                "task_type": task_type,
-                "metadata": metadata,
-            }
+        return await self._text_create(
+            "prompts",
+            name=name,
+            component=component,
+            content=content,
+            description=description,
+            tags=tags,
+            is_default=is_default,
+            task_type=task_type,
+            metadata=metadata,
         )
-        result: dict[str, Any] = await self._request("POST", "/prompts", json_body=body)
-        return result
 
     async def update_prompt(
         self,
@@ -481,18 +487,14 @@ class RhetorPromptClient(_RhetorHTTP):
         activate: bool = True,
     ) -> dict[str, Any]:
         """Add a version (active unless `activate=False`)."""
-        body = _drop_none(
-            {
-                "content": content,
-                "metadata": metadata,
-                "description": description,
-                "activate": activate,
-            }
+        return await self._text_version_add(
+            "prompts",
+            prompt_id,
+            content=content,
+            metadata=metadata,
+            description=description,
+            activate=activate,
         )
-        result: dict[str, Any] = await self._request(
-            "PUT", _path("prompts", prompt_id), json_body=body
-        )
-        return result
 
     # Personalities and generation
 
