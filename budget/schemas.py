@@ -102,7 +102,9 @@ class UsageFilterIn(Schema):
     limit: int = Field(default=100, ge=1, le=1000)
 
 
-class UsageOut(Schema):
+class UsageRecordOut(Schema):
+    """One ledger row (llm's UsageOut is the usage of one answer)."""
+
     id: int
     timestamp: str
     provider: str
@@ -119,7 +121,7 @@ class UsageListOut(Schema):
     period: PeriodName
     provider: str
     count: int
-    usage: list[UsageOut]
+    usage: list[UsageRecordOut]
 
 
 class SummaryFilterIn(Schema):

@@ -53,7 +53,9 @@ class ContextGetIn(Schema):
     )
 
 
-class MessageOut(Schema):
+class StoredMessageOut(Schema):
+    """A message as stored in a context (an answer of /message is llm's MessageOut)."""
+
     id: int
     role: str
     content: str
@@ -64,7 +66,7 @@ class MessageOut(Schema):
 class ContextGetOut(Schema):
     context_id: str
     count: int
-    messages: list[MessageOut]
+    messages: list[StoredMessageOut]
 
 
 class ContextDeleteOut(Schema):
@@ -87,7 +89,7 @@ class SearchBodyIn(Schema):
 
 
 class SearchResultOut(Schema):
-    message: MessageOut
+    message: StoredMessageOut
     score: float
 
 
@@ -140,7 +142,7 @@ class MessageAddIn(Schema):
 
 class MessageAddOut(Schema):
     context_id: str
-    message: MessageOut
+    message: StoredMessageOut
 
 
 class RoleStatsOut(Schema):
