@@ -197,6 +197,7 @@ class VersionedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         raise NotImplementedError
 
     def text_update(self, obj: Any) -> None:
+        """Save `obj`'s own fields, which the form has already set on it."""
         raise NotImplementedError
 
     def version_save(self, request: HttpRequest, obj: Any, form: Any) -> None:
@@ -443,13 +444,7 @@ class TemplateAdmin(VersionedAdmin):
         )
 
     def text_update(self, obj: Template) -> None:
-        services.template_update(
-            template=obj,
-            name=obj.name,
-            category=obj.category,
-            description=obj.description,
-            tags=obj.tags,
-        )
+        services.template_update(template=obj)
 
     def version_save(self, request: HttpRequest, obj: Template, form: Any) -> None:
         if form.version_changed():
@@ -668,17 +663,7 @@ class PromptAdmin(VersionedAdmin):
         )
 
     def text_update(self, obj: Prompt) -> None:
-        services.prompt_update(
-            prompt=obj,
-            name=obj.name,
-            component=obj.component,
-            task_type=obj.task_type,
-            description=obj.description,
-            tags=obj.tags,
-            is_default=obj.is_default,
-            parent=obj.parent,
-            personality=obj.personality,
-        )
+        services.prompt_update(prompt=obj)
 
     def version_save(self, request: HttpRequest, obj: Prompt, form: Any) -> None:
         """A changed content becomes a version, active if the operator ticked

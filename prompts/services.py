@@ -2,11 +2,11 @@
 management commands call these functions and nothing else writes.
 
 Templates and prompts are both versioned texts (`models.VersionedText`). The core below
-writes any versioned text: its own fields, and new versions, which are only ever created.
-The template and prompt sections add what is theirs. For a prompt that is its
-active-version pointer, moved only through `prompt_version_activate` / `prompt_rollback`
-(each move recorded in `PromptActivation`), the one default prompt per component, and
-the rule that a default prompt is not deleted.
+writes any versioned text: its own fields, and new versions, which are only ever created
+(`text_version_create`). The template and prompt sections add only what is theirs; for a
+prompt that is the active-version pointer, moved only through `prompt_version_activate` /
+`prompt_rollback` (each move recorded in `PromptActivation`), the one default prompt of a
+component, and the rule that a default prompt is not deleted.
 """
 
 import re
