@@ -16,9 +16,9 @@ from pydantic import ValidationError as PydanticValidationError
 
 from access.auth import CONTEXTS, listing_components, request_principal
 from contexts import selectors, services
-from contexts.pinning import acontext_guard, component_for, context_guard
 from contexts.errors import CONTEXT_NOT_FOUND, SEARCH_QUERY_REQUIRED, ContextNotFound
 from contexts.models import Context, Message
+from contexts.pinning import acontext_guard, component_for, context_guard
 from contexts.schemas import (
     ContextAnalysisOut,
     ContextCreateIn,
@@ -38,6 +38,7 @@ from contexts.schemas import (
     SummarizeOut,
 )
 from rhetor_site.errors import InvalidInput
+from rhetor_site.parsing import parse_json
 
 # A pinned key (without contexts:admin) reaches only its components' contexts.
 router = Router(tags=["contexts"], auth=CONTEXTS)
@@ -88,8 +89,9 @@ def _search_body(request: HttpRequest) -> SearchBodyIn | None:
     """The optional JSON body of a search ({"query", "limit"}); the query string wins."""
     if request.content_type != "application/json" or not request.body.strip():
         return None
+    data = parse_json(request.body)  # what every body gets: 400 invalid_json, NUL refused
     try:
-        return SearchBodyIn.model_validate_json(request.body)
+        return SearchBodyIn.model_validate(data)
     except PydanticValidationError as exc:
         problem = exc.errors()[0]
         field = ".".join(str(p) for p in problem.get("loc", ())) or "body"

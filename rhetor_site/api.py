@@ -1,22 +1,27 @@
-"""The one NinjaAPI, mounted at the site root, and the one error shape."""
+"""The one NinjaAPI, mounted at the site root, and the one error shape (OpenAI's under
+/v1, which its SDKs read)."""
 
 import json
 import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
+from django.core.exceptions import ValidationError as ModelValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from access.auth import ALL_SCOPES
-from access.errors import Forbidden, RateLimited, Unauthorized
-from rhetor_site.errors import RhetorError
+from access.errors import KEY_REQUIRED, RateLimited, Unauthorized
+from rhetor_site.errors import InvalidInput, NotFound, RhetorError
 from rhetor_site.outages import RETRY_AFTER_SECONDS, outage_of
-from rhetor_site.parsing import BodyParser
+from rhetor_site.parsing import PAYLOAD_TOO_LARGE, BodyParser, PayloadTooLarge
 
 logger = logging.getLogger("rhetor")
+
+OPENAI_PREFIX = "/v1/"
+
 
 api = NinjaAPI(
     title="Rhetor",
@@ -37,18 +42,10 @@ def _location(loc: list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-@api.exception_handler(RhetorError)
-def rhetor_error(request: HttpRequest, exc: RhetorError) -> HttpResponse:
-    response = api.create_response(request, exc.as_body(), status=exc.status)
-    retry_after = exc.details.get("retry_after")
-    if exc.status == 503 and isinstance(retry_after, int):  # e.g. every circuit open
-        response["Retry-After"] = str(retry_after)
-    return response
-
-
-def _access_response(request: HttpRequest, exc: RhetorError) -> HttpResponse:
-    # The OpenAI-compatible /v1 endpoints answer in OpenAI's error shape, so SDKs map them.
-    if request.path.startswith("/v1/"):
+def _error_response(request: HttpRequest, exc: RhetorError) -> HttpResponse:
+    """`exc` in the error shape the path's clients read: OpenAI's under /v1 (its SDKs map
+    it to their exceptions), the contract's everywhere else."""
+    if request.path.startswith(OPENAI_PREFIX):
         from llm.openai_format import error_answer
 
         answer = error_answer(exc)
@@ -61,23 +58,37 @@ def _access_response(request: HttpRequest, exc: RhetorError) -> HttpResponse:
     return api.create_response(request, exc.as_body(), status=exc.status)
 
 
+@api.exception_handler(RhetorError)
+def rhetor_error(request: HttpRequest, exc: RhetorError) -> HttpResponse:
+    response = _error_response(request, exc)
+    retry_after = exc.details.get("retry_after")
+    if exc.status == 503 and isinstance(retry_after, int):  # e.g. every circuit open
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
 @api.exception_handler(Unauthorized)
 def unauthorized(request: HttpRequest, exc: Unauthorized) -> HttpResponse:
-    response = _access_response(request, exc)
+    response = _error_response(request, exc)
     response["WWW-Authenticate"] = 'Bearer realm="rhetor"'
     return response
 
 
-@api.exception_handler(Forbidden)
-def forbidden(request: HttpRequest, exc: Forbidden) -> HttpResponse:
-    return _access_response(request, exc)
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return unauthorized(request, Unauthorized(KEY_REQUIRED))
 
 
 @api.exception_handler(RateLimited)
 def rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
-    response = _access_response(request, exc)
+    response = _error_response(request, exc)
     response["Retry-After"] = str(exc.retry_after)
     return response
+
+
+def _invalid_input(request: HttpRequest, problems: list[dict[str, str]]) -> HttpResponse:
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
+    return _error_response(request, InvalidInput(f"Invalid request: {summary}", fields=problems))
 
 
 @api.exception_handler(ValidationError)
@@ -86,34 +97,34 @@ def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse
     for err in exc.errors:
         field = _location(list(err.get("loc", [])))
         problems.append({"field": field, "message": err.get("msg", "invalid value")})
-    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
-    return api.create_response(
-        request,
-        {"error": f"Invalid request: {summary}", "code": "validation_error", "fields": problems},
-        status=422,
-    )
+    return _invalid_input(request, problems)
+
+
+@api.exception_handler(ModelValidationError)
+def model_validation_error(request: HttpRequest, exc: ModelValidationError) -> HttpResponse:
+    """A service's full_clean() refused what the request asked for (an amount beyond the
+    column's range, say): the input is invalid, not the server."""
+    if not hasattr(exc, "error_dict"):
+        return _invalid_input(request, [{"field": "body", "message": m} for m in exc.messages])
+    problems = [
+        {"field": "body" if field == NON_FIELD_ERRORS else field, "message": message}
+        for field, messages in exc.message_dict.items()
+        for message in messages
+    ]
+    return _invalid_input(request, problems)
 
 
 @api.exception_handler(Http404)
 def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
-    return api.create_response(
-        request, {"error": str(exc) or "Not found", "code": "not_found"}, status=404
-    )
-
-
-@api.exception_handler(AuthenticationError)
-def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return api.create_response(
-        request, {"error": "A valid API key is required", "code": "unauthorized"}, status=401
-    )
+    return _error_response(request, NotFound(str(exc) or "Not found"))
 
 
 @api.exception_handler(HttpError)
 def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     if isinstance(exc.__cause__, RhetorError):
         # ninja wraps whatever the body parser raised in a 400 "Cannot parse request body";
-        # the parser's own error (rhetor_site.parsing) says what was wrong.
-        return _access_response(request, exc.__cause__)
+        # the parser's own error (rhetor_site.parsing: not JSON, a NUL) says what was wrong.
+        return _error_response(request, exc.__cause__)
     return api.create_response(
         request, {"error": str(exc), "code": f"http_{exc.status_code}"}, status=exc.status_code
     )
@@ -122,15 +133,8 @@ def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 @api.exception_handler(RequestDataTooBig)
 def payload_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    return api.create_response(
-        request,
-        {
-            "error": f"The request body is larger than the limit of {limit} bytes",
-            "code": "payload_too_large",
-            "limit": limit,
-        },
-        status=413,
-    )
+    too_large = PayloadTooLarge(PAYLOAD_TOO_LARGE.format(limit=limit), limit=limit)
+    return _error_response(request, too_large)
 
 
 @api.exception_handler(Exception)
@@ -138,13 +142,16 @@ def unexpected_error(request: HttpRequest, exc: Exception) -> HttpResponse:
     outage = outage_of(exc)  # the database or Redis is down: 503, not a 500
     if outage is not None:
         logger.warning("%s on %s %s: %r", outage.message, request.method, request.path, exc)
-        response = api.create_response(request, outage.as_body(), status=outage.status)
+        response = _error_response(request, outage)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     logger.exception("Unhandled error on %s %s", request.method, request.path)
-    return api.create_response(
-        request, {"error": "Internal server error", "code": "internal_error"}, status=500
-    )
+    body: dict[str, Any] = {"error": "Internal server error", "code": "internal_error"}
+    if request.path.startswith(OPENAI_PREFIX):
+        from llm.openai_format import internal_error_body
+
+        body = internal_error_body()
+    return api.create_response(request, body, status=500)
 
 
 def _add_routers() -> None:

@@ -197,6 +197,25 @@ def test_search_without_a_query_is_422(db: None, client: Client) -> None:
     assert response.json()["field"] == "query"
 
 
+def test_search_with_a_body_that_is_not_json_is_400_invalid_json(db: None, client: Client) -> None:
+    add_turns("ergon:s", SEARCH_TURNS)
+
+    response = client.post(url("ergon:s", "/search"), "{query", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_json"
+    assert response.json()["error"].startswith("The request body is not valid JSON")
+
+
+def test_search_with_a_json_body_of_the_wrong_shape_is_422(db: None, client: Client) -> None:
+    add_turns("ergon:s", SEARCH_TURNS)
+
+    response = client.post(url("ergon:s", "/search"), "[1]", content_type="application/json")
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
+
+
 def test_search_of_an_unknown_context_is_404(db: None, client: Client) -> None:
     response = client.post(url("nobody", "/search") + "?query=x")
 
