@@ -127,6 +127,13 @@ def context_list(request: HttpRequest, filters: Query[ContextListIn]) -> dict[st
     "/contexts/{path:context_id}/search",
     response={200: SearchOut, 404: ErrorOut, 422: ErrorOut},
     operation_id="context_search",
+    # The query may also come in an optional JSON body, which the operation reads itself.
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": SearchBodyIn.model_json_schema()}},
+        }
+    },
 )
 def context_search(
     request: HttpRequest, context_id: str, params: Query[SearchQueryIn]

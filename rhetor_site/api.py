@@ -1,5 +1,12 @@
-"""The one NinjaAPI, mounted at the site root, and the one error shape (OpenAI's under
-/v1, which its SDKs read)."""
+"""The one NinjaAPI, mounted at the site root, and the one error shape.
+
+Every error an operation can answer is in the OpenAPI document: the ones it declares
+itself (`response={404: ErrorOut}`), and the ones the exception handlers below answer for
+any operation, which `document_common_errors` adds to each operation's responses: a bad
+key (401), a missing scope (403), the rate limit (429), a body that is not JSON (400) or
+too large (413), invalid input (422), the database or Redis down (503). Under /v1 they are
+in OpenAI's error shape, which its SDKs read.
+"""
 
 import json
 import logging
@@ -9,8 +16,10 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import ValidationError as ModelValidationError
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.schema import REF_TEMPLATE, OpenAPISchema
+from pydantic import ConfigDict
 
 from access.auth import ALL_SCOPES
 from access.errors import KEY_REQUIRED, RateLimited, Unauthorized
@@ -23,7 +32,101 @@ logger = logging.getLogger("rhetor")
 OPENAI_PREFIX = "/v1/"
 
 
-api = NinjaAPI(
+class ErrorOut(Schema):
+    """The contract's error shape; details ride along (`fields`, `limit`, `retry_after`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str
+    code: str
+
+
+class OpenAIErrorDetailOut(Schema):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorOut(Schema):
+    """OpenAI's error shape, answered under /v1 (its SDKs read it)."""
+
+    error: OpenAIErrorDetailOut
+
+
+# What the exception handlers below answer for any operation (see `_common_errors`).
+COMMON_ERRORS = {
+    400: "The request body is not valid JSON (`invalid_json`)",
+    401: "The API key is malformed, unknown or revoked (`unauthorized`)",
+    403: "The API key lacks the scope, or acts for another component (`forbidden`)",
+    413: "The request body is larger than RHETOR_MAX_BODY_BYTES (`payload_too_large`)",
+    422: "A parameter or body field is invalid (`validation_error`, with `fields`)",
+    429: "The API key's rate limit is reached (`rate_limited`, Retry-After)",
+    503: "The database or Redis is unavailable (`service_unavailable`, Retry-After)",
+}
+OPENAI_INVALID_REQUEST = "Invalid request: a body that is not JSON, or an invalid parameter"
+
+
+def _common_errors(path: str, operation: dict[str, Any]) -> dict[int, str]:
+    """The statuses the handlers may answer for this operation, with their meaning: every
+    operation may meet an outage, one that takes a key may refuse it, one that takes a
+    body may find it unreadable, one that takes any input may find it invalid."""
+    has_body = "requestBody" in operation
+    statuses = {503}
+    if operation.get("security"):
+        statuses |= {401, 403, 429}
+    if has_body:
+        statuses |= {400, 413}
+    if has_body or operation.get("parameters"):
+        statuses.add(422)
+    errors = {status: COMMON_ERRORS[status] for status in statuses}
+    if path.startswith(OPENAI_PREFIX) and 422 in errors:
+        # OpenAI has no 422: invalid input is a 400 invalid_request_error there.
+        del errors[422]
+        errors.setdefault(400, OPENAI_INVALID_REQUEST)
+    return errors
+
+
+def _add_component(schema: OpenAPISchema, model: type[Schema]) -> dict[str, str]:
+    """`model` in the document's components; a reference to it."""
+    definition = model.model_json_schema(ref_template=REF_TEMPLATE, mode="serialization")
+    schema.schemas.update(definition.pop("$defs", {}))
+    schema.schemas[model.__name__] = definition
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
+def document_common_errors(schema: OpenAPISchema) -> None:
+    """Add the common errors each operation may answer to its documented responses (an
+    operation's own declaration of a status wins), and the error shape to every error
+    response declared without a body."""
+    error_shapes = {
+        False: _add_component(schema, ErrorOut),
+        True: _add_component(schema, OpenAIErrorOut),
+    }
+    for path, operations in schema["paths"].items():
+        shape = error_shapes[path.startswith(OPENAI_PREFIX)]
+        for operation in operations.values():
+            responses = operation["responses"]
+            for status, description in _common_errors(path, operation).items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if int(status) >= 400 and "content" not in response:
+                    response["content"] = {"application/json": {"schema": shape}}
+            operation["responses"] = dict(sorted(responses.items(), key=lambda r: int(r[0])))
+
+
+class RhetorAPI(NinjaAPI):
+    """ninja's API whose OpenAPI document also lists the errors the handlers below answer."""
+
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> OpenAPISchema:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        document_common_errors(schema)
+        return schema
+
+
+api = RhetorAPI(
     title="Rhetor",
     version="0.2.0",
     description="The LLM gateway of the Tekton multi-AI system.",

@@ -3,11 +3,19 @@
 Every operation of `/openapi.json` is called with generated valid and invalid input
 through Django's WSGI handler (no network). Transactional, like the gateway tests: the
 request path releases its database connection between steps, which a test-wide
-transaction would not survive on PostgreSQL. Whatever the input: never a 5xx, and every 4xx carries
-the contract's error shape, a non-empty `error` and a `code` (OpenAI's shape under /v1).
+transaction would not survive on PostgreSQL. Whatever the input:
 
-Bounded so the suite stays fast: FUZZ_EXAMPLES examples per operation (env
-RHETOR_FUZZ_EXAMPLES raises it for a deeper run), no deadline, no example database.
+- never a 5xx (`not_a_server_error`);
+- never a status the operation does not document (`status_code_conformance`);
+- every response matches the schema documented for its status, SSE events included
+  (`response_schema_conformance`);
+- every 4xx carries the contract's error shape, a non-empty `error` and a `code`
+  (OpenAI's shape under /v1).
+
+Deterministic and bounded, so CI runs it on every push in well under two minutes: a fixed
+seed (FUZZ_SEED), FUZZ_EXAMPLES generated examples per operation, no deadline, no example
+database. RHETOR_FUZZ_EXAMPLES and RHETOR_FUZZ_SEED change them for a deeper or a
+different run; a failure prints a curl command that reproduces it.
 """
 
 import json
@@ -20,10 +28,15 @@ import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from hypothesis import HealthCheck, Phase, settings
-from schemathesis.checks import not_a_server_error
+from hypothesis import HealthCheck, Phase, seed, settings
+from schemathesis.checks import (
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
-FUZZ_EXAMPLES = int(os.environ.get("RHETOR_FUZZ_EXAMPLES", "10"))
+FUZZ_EXAMPLES = int(os.environ.get("RHETOR_FUZZ_EXAMPLES", "25"))
+FUZZ_SEED = int(os.environ.get("RHETOR_FUZZ_SEED", "20260424"))
 
 # WSGIHandler(), not get_wsgi_application(): Django is set up already, and setting it up
 # again would reconfigure logging under the other tests (dropping filters apps installed).
@@ -55,6 +68,25 @@ def error_body_is_clear(ctx: Any, response: Any, case: Any) -> bool | None:
     return True
 
 
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
+
+# Operations whose own declarations (in llm/) do not yet describe what they answer: the
+# one check each would fail is skipped there, every other check still runs. Remove an
+# entry as soon as its operation documents the truth.
+KNOWN_GAPS: dict[str, tuple[Any, str]] = {
+    "POST /stream": (
+        response_schema_conformance,
+        "its 200 documents the text/event-stream as one string; each SSE event is a JSON "
+        "object (chunk, model, provider, context, done, timestamp; usage or error at the "
+        "end), which schemathesis validates event by event",
+    ),
+    "GET /v1/models/{model_id}": (
+        status_code_conformance,
+        "an unknown model answers 404 (OpenAI's model_not_found), which it does not declare",
+    ),
+}
+
+
 @pytest.fixture(autouse=True)
 def _quick_providers(settings: Any) -> None:
     settings.RHETOR_SIMULATED_DELAY = 0.0
@@ -76,14 +108,16 @@ def _keep_the_test_transaction() -> Iterator[None]:
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @schema.parametrize()
+@seed(FUZZ_SEED)
 @settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
     database=None,
-    derandomize=True,
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
-def test_no_input_makes_the_api_fail_or_answer_unclearly(case: Any) -> None:
+def test_every_answer_is_documented_and_clear(case: Any) -> None:
+    skipped, _why = KNOWN_GAPS.get(case.operation.label, (None, ""))
+    checks = [check for check in CHECKS if check is not skipped]
     response = case.call()
-    case.validate_response(response, checks=[not_a_server_error, error_body_is_clear])
+    case.validate_response(response, checks=[*checks, error_body_is_clear])

@@ -216,6 +216,25 @@ def test_search_with_a_json_body_of_the_wrong_shape_is_422(db: None, client: Cli
     assert response.json()["code"] == "validation_error"
 
 
+def test_the_search_body_and_a_stored_message_are_documented(client: Client) -> None:
+    document = client.get("/openapi.json").json()
+    search = document["paths"]["/contexts/{context_id}/search"]["post"]
+    schemas = document["components"]["schemas"]
+
+    assert set(search["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
+        "query",
+        "limit",
+    }
+    assert search["requestBody"]["required"] is False
+    assert set(schemas["StoredMessageOut"]["properties"]) == {
+        "id",
+        "role",
+        "content",
+        "timestamp",
+        "metadata",
+    }
+
+
 def test_search_of_an_unknown_context_is_404(db: None, client: Client) -> None:
     response = client.post(url("nobody", "/search") + "?query=x")
 
