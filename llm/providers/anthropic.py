@@ -9,7 +9,6 @@ raises a ProviderError, never a silent end.
 """
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -98,39 +97,38 @@ class _MessageStream(StreamReader):
         self._output_tokens: int | None = None
         self._stop_reason: str | None = None
 
-    def read(self, events: list[SSEEvent]) -> Iterator[str]:
-        for sse in events:
-            name = sse.event
-            if name is None or name == "ping":
-                continue
-            if name == "error":
-                raise StreamFailed(sse.data)
-            if not sse.data:
-                continue
-            event = json.loads(sse.data)
-            if not isinstance(event, dict):
-                raise ValueError(f"an event is not an object: {sse.data[:100]}")
-            kind = event.get("type")
-            if kind == "content_block_delta":
-                delta = _dict(event.get("delta"))
-                text = delta.get("text")
-                if delta.get("type") == "text_delta" and isinstance(text, str) and text:
-                    yield text
-            elif kind == "message_start":
-                usage = _dict(_dict(event.get("message")).get("usage"))
+    def event(self, sse: SSEEvent) -> str | None:
+        name = sse.event
+        if name is None or name == "ping":
+            return None
+        if name == "error":
+            raise StreamFailed(sse.data)
+        if not sse.data:
+            return None
+        event = json.loads(sse.data)
+        if not isinstance(event, dict):
+            raise ValueError(f"an event is not an object: {sse.data[:100]}")
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = _dict(event.get("delta"))
+            text = delta.get("text")
+            if delta.get("type") == "text_delta" and isinstance(text, str) and text:
+                return text
+        elif kind == "message_start":
+            usage = _dict(_dict(event.get("message")).get("usage"))
+            self._input_tokens = _input_tokens(usage)
+            self._output_tokens = as_int(usage.get("output_tokens"))
+        elif kind == "message_delta":
+            usage = _dict(event.get("usage"))
+            self._output_tokens = as_int(usage.get("output_tokens")) or self._output_tokens
+            # message_delta may restate the cumulative input (server tools).
+            if as_int(usage.get("input_tokens")) is not None:
                 self._input_tokens = _input_tokens(usage)
-                self._output_tokens = as_int(usage.get("output_tokens"))
-            elif kind == "message_delta":
-                usage = _dict(event.get("usage"))
-                self._output_tokens = as_int(usage.get("output_tokens")) or self._output_tokens
-                # message_delta may restate the cumulative input (server tools).
-                if as_int(usage.get("input_tokens")) is not None:
-                    self._input_tokens = _input_tokens(usage)
-                reason = _dict(event.get("delta")).get("stop_reason")
-                self._stop_reason = reason if isinstance(reason, str) else None
-            elif kind == "message_stop":
-                self.done = True
-                return
+            reason = _dict(event.get("delta")).get("stop_reason")
+            self._stop_reason = reason if isinstance(reason, str) else None
+        elif kind == "message_stop":
+            self.done = True
+        return None
 
     def usage(self) -> Usage | None:
         """The usage so far, as `partial`: the input once message_start reported it."""

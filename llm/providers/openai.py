@@ -10,7 +10,6 @@ end. What the SDK's own stream did is kept: `[DONE]` ends the stream, and an
 """
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -79,27 +78,28 @@ class _ChunkStream(StreamReader):
         self._finish_reason: str | None = None
         self._pieces: list[str] = []
 
-    def read(self, events: list[SSEEvent]) -> Iterator[str]:
-        for event in events:
-            if event.data.startswith(_DONE):
-                self.done = True
-                return
-            chunk = json.loads(event.data)
-            if not isinstance(chunk, dict):
-                raise ValueError(f"a stream frame is not an object: {event.data[:100]}")
-            if chunk.get("error"):
-                raise StreamFailed(chunk["error"])
-            if chunk.get("usage"):
-                self._usage = _usage(chunk["usage"]) or self._usage
-            for choice in chunk.get("choices") or ():
-                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                    continue
-                delta = choice.get("delta")
-                text = delta.get("content") if isinstance(delta, dict) else None
-                if isinstance(text, str) and text:
-                    self._pieces.append(text)
-                    yield text
-                self._finish_reason = _str(choice.get("finish_reason")) or self._finish_reason
+    def event(self, sse: SSEEvent) -> str | None:
+        if sse.data.startswith(_DONE):
+            self.done = True
+            return None
+        chunk = json.loads(sse.data)
+        if not isinstance(chunk, dict):
+            raise ValueError(f"a stream frame is not an object: {sse.data[:100]}")
+        if chunk.get("error"):
+            raise StreamFailed(chunk["error"])
+        if chunk.get("usage"):
+            self._usage = _usage(chunk["usage"]) or self._usage
+        text: str | None = None
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str) and content:
+                self._pieces.append(content)
+                text = content if text is None else text + content
+            self._finish_reason = _str(choice.get("finish_reason")) or self._finish_reason
+        return text
 
     def usage(self) -> Usage | None:
         return self._usage

@@ -31,7 +31,7 @@ bench/provider_stream.py measures the cost per call.
 import contextlib
 import functools
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeAlias, TypeVar
 
 import anyio
@@ -106,19 +106,19 @@ class StreamFailed(Exception):
 
 
 class StreamReader:
-    """An adapter's reading of one stream. `read` turns a batch of events into the text
-    pieces to pass on, in order, noting usage and stop reasons as they go by; it sets
-    `done` at the final event, and raises StreamFailed for an error event and ValueError
-    for a malformed one. `usage` is what was reported so far (charged when the stream
-    fails), `end` the closing StreamEnd, or the ProviderResponseError of a stream that
-    ended before it was complete."""
+    """An adapter's reading of one stream. `event` reads one event and returns the text to
+    pass on (if any), noting usage and stop reasons as they go by; it sets `done` at the
+    final event, and raises StreamFailed for an error event and ValueError for a malformed
+    one. `usage` is what was reported so far (charged when the stream fails), `end` the
+    closing StreamEnd, or the ProviderResponseError of a stream that ended before it was
+    complete. (One call per event: cheaper than a generator per read.)"""
 
     def __init__(self, provider_id: str, request: CompletionRequest) -> None:
         self.provider_id = provider_id
         self.request = request
         self.done = False
 
-    def read(self, events: list[SSEEvent]) -> Iterator[str]:
+    def event(self, sse: SSEEvent) -> str | None:
         raise NotImplementedError
 
     def usage(self) -> Usage | None:
@@ -263,8 +263,12 @@ class SDKProvider(Generic[Client]):
                 except StopAsyncIteration:
                     events = decoder.finish()
                     ended = True
-                for text in reader.read(events):
-                    yield TextDelta(text)
+                for sse in events:
+                    text = reader.event(sse)
+                    if text:
+                        yield TextDelta(text)
+                    if reader.done:
+                        break
             if reader.done:
                 await drain(chunks)
         except StreamFailed as exc:
