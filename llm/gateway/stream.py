@@ -119,23 +119,30 @@ class LLMStream:
         return list(hold.reservation.warnings) if isinstance(hold, _Hold) else []
 
     async def _settle(self, status: str, usage: Usage | None, reply: str, error: str) -> int | None:
-        """Charge the attempt once: the provider's usage when it completed; when the client
-        went away, the prompt plus what was delivered (`partial`); when the provider
-        failed mid-stream, what it reported for the attempt (else nothing)."""
-        if status == "cancelled":
-            usage = Usage(
-                input_tokens=estimate_messages_tokens(
-                    self.opened.request.messages, self.opened.request.system
-                ),
-                output_tokens=estimate_tokens(reply),
-                source="partial",
-            )
-        elif status == "error":
-            usage = self.failure_usage
+        """Charge the attempt once: the provider's usage when it completed; when the stream
+        was cut short (the client went away, or the provider broke it off after it began),
+        the prompt plus what was delivered, counted offline and marked `partial` -- the
+        provider bills what it generated, and OpenAI-style streams report usage only at
+        their end. A provider that reported more than that (Anthropic's message_start and
+        deltas) is charged what it reported."""
+        if status in ("cancelled", "error"):
+            usage = self._cut_short_usage(reply, reported=self.failure_usage)
         meter = self.meter
         if meter is None or self.opened.hold is None:
             return None
         return await meter.settle(self.opened.hold, usage=usage, status=status, error=error)
+
+    def _cut_short_usage(self, reply: str, *, reported: Usage | None) -> Usage:
+        request = self.opened.request
+        prompt = estimate_messages_tokens(request.messages, request.system)
+        delivered = estimate_tokens(reply) if reply else 0
+        if reported is None:
+            return Usage(input_tokens=prompt, output_tokens=delivered, source="partial")
+        return Usage(
+            input_tokens=reported.input_tokens or prompt,
+            output_tokens=max(reported.output_tokens, delivered),
+            source="partial",
+        )
 
     def _compact_later(self) -> None:
         """Archive and summarise what no longer fits the answering model's window, in the

@@ -23,6 +23,7 @@ from budget.models import BudgetReservation, UsageRecord
 from llm.circuit import breakers
 from llm.providers import reset_providers
 from rhetor_site.routing import websocket_urlpatterns
+from rhetor_site.tokens import count_tokens
 from tests.fakes.upstream import Blackhole, FakeUpstream, Fault
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -206,7 +207,7 @@ async def test_every_model_failing_is_a_503_with_nothing_reserved(both: FakeUpst
 # --- After the first chunk: a clear error event ----------------------------------------------
 
 
-async def test_stream_cut_after_n_chunks_ends_with_an_error_and_charges_what_was_reported(
+async def test_stream_cut_after_n_chunks_ends_with_an_error_and_charges_what_was_delivered(
     both: FakeUpstream,
 ) -> None:
     both.reply("one two three four", chunks=4, input_tokens=30, output_tokens=4)
@@ -219,14 +220,35 @@ async def test_stream_cut_after_n_chunks_ends_with_an_error_and_charges_what_was
     assert events[-1]["error"]
     assert both.requests_to("openai") == []  # a stream that began is never swapped
     [record] = await ledger()
-    # message_start reported 30 input tokens and 1 output token; nothing more arrived.
+    # message_start reported 30 input tokens and 1 output token; two chunks were delivered,
+    # which the provider generated and bills: the output is what was delivered.
     assert (record.status, record.source, record.input_tokens, record.output_tokens) == (
         "error",
-        "partial",  # the provider's counts so far, not a complete report
+        "partial",  # counted by Rhetor, not a complete report of the provider's
         30,
-        1,
+        count_tokens("one two "),
     )
-    assert record.cost_nanos == cost(record, HAIKU) == 30 * 250 + 1_250
+    assert record.cost_nanos == cost(record, HAIKU) > 0
+    await assert_nothing_reserved()
+
+
+async def test_an_openai_stream_cut_is_charged_its_prompt_and_what_was_delivered(
+    both: FakeUpstream,
+) -> None:
+    # OpenAI-style streams report usage only at their end: a cut leaves no count at all.
+    both.reply("one two three four five six", chunks=6, input_tokens=40, output_tokens=6)
+    both.cut(after_chunks=3, path="openai")
+
+    events = await stream({**CHAT, "options": {"provider": "openai", "model": "gpt-3.5-turbo"}})
+
+    delivered = "".join(e["chunk"] for e in events[:-1])
+    assert delivered
+    assert events[-1]["error"]
+    [record] = await ledger()
+    assert (record.provider, record.status, record.source) == ("openai", "error", "partial")
+    assert record.input_tokens > 0  # the prompt, counted offline
+    assert record.output_tokens == count_tokens(delivered)
+    assert record.cost_nanos == cost(record, GPT35) > 0
     await assert_nothing_reserved()
 
 
@@ -420,5 +442,6 @@ async def test_a_stream_cut_over_the_websocket_ends_with_an_error_update_then_ty
     assert all(f["req_id"] == "7" for f in frames)
     [record] = await ledger()
     assert (record.status, record.input_tokens) == ("error", 30)
-    assert record.cost_nanos == 30 * HAIKU[0] + 1 * HAIKU[1]
+    # The two delivered chunks are charged (the upstream generated them).
+    assert record.cost_nanos == 30 * HAIKU[0] + count_tokens("one two ") * HAIKU[1]
     await assert_nothing_reserved()
