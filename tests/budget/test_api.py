@@ -1,5 +1,5 @@
 import pytest
-from django.test import Client
+from django.test import Client, RequestFactory
 from ninja.testing import TestClient
 
 from budget import services
@@ -217,7 +217,7 @@ def test_budget_exceeded_maps_to_402_through_the_site(set_limit, reserve):
     with pytest.raises(BudgetExceeded) as exc_info:
         reserve()
 
-    response = rhetor_error(None, exc_info.value)  # type: ignore[arg-type]
+    response = rhetor_error(RequestFactory().post("/message"), exc_info.value)
     assert response.status_code == 402
     assert b'"code": "budget_exceeded"' in response.content
 
