@@ -77,7 +77,7 @@ class VersionedText(TimestampedModel):
     description = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
 
-    if TYPE_CHECKING:
+    if TYPE_CHECKING:  # the reverse relation of each kind's version model
         versions: RelatedManager["TextVersion"]
 
     class Meta:
@@ -130,8 +130,8 @@ class TextVersion(AppendOnlyModel):
 
 
 def version_constraints(owner_field: str) -> list[models.BaseConstraint]:
-    """A concrete version model's constraints: each text numbers its versions 1, 2, ...
-    with no number twice."""
+    """A concrete version model's constraints: version numbers are unique per text and
+    start at 1."""
     return [
         models.UniqueConstraint(
             fields=[owner_field, "version"], name="%(app_label)s_%(class)s_unique_number"
