@@ -26,15 +26,6 @@ class ErrorOut(Schema):
     code: str
 
 
-class BudgetExceededOut(ErrorOut):
-    period: str
-    scope: str
-    limit: str
-    spent: str
-    reserved: str
-    needed: str
-
-
 class PeriodStatusOut(Schema):
     usage: str
     limit: str | None

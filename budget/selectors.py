@@ -289,17 +289,11 @@ def effective_limit_list() -> list[EffectiveLimit]:
     return _with_env_defaults(BudgetLimit.objects.all())
 
 
-def budget_limit_get(*, period: str, scope_kind: str, scope_value: str) -> BudgetLimit | None:
-    return BudgetLimit.objects.filter(
-        period=period, scope_kind=scope_kind, scope_value=scope_value
-    ).first()
-
-
 # --- Prices and limits, cached per worker ------------------------------------------------------
 #
 # Every metered request needs the price of its model and the limits that apply to it. Both
 # change rarely (an operator's edit), so each worker keeps all ModelPrice and BudgetLimit
-# rows in memory, exactly like the route table (llm.router): at most every
+# rows in memory, exactly like the route table (llm.route_table): at most every
 # RHETOR_BUDGET_RECHECK_SECONDS (default: RHETOR_ROUTES_RECHECK_SECONDS, else 1 s) it
 # compares the version it loaded with the shared version in the cache (Redis with
 # REDIS_URL), and reloads when it changed. Every write of prices or limits bumps the version

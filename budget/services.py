@@ -128,10 +128,6 @@ class Reservation:
     max_tokens_allowed: int | None = None
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def reserved_cost(self) -> int:
-        return self.reserved_nanos
-
 
 # --- Counters ------------------------------------------------------------------------------
 
