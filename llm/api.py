@@ -57,6 +57,7 @@ from prompts.schemas import (
 from prompts.selectors import prompt_list, template_list
 from rhetor_site.db import released
 from rhetor_site.errors import RhetorError
+from rhetor_site.lifecycle import is_draining
 
 router = Router(tags=["llm"], auth=GATEWAY)
 
@@ -251,6 +252,8 @@ async def health_get(request: HttpRequest) -> HttpResponse:
     from llm.circuit import breaker_summary
 
     problem = await sync_to_async(_database_ok)()
+    if is_draining():  # a graceful shutdown: a load balancer should send nothing more
+        problem = "draining: this worker is shutting down"
     body: dict[str, Any] = {
         "status": "unhealthy" if problem else "healthy",
         "component": "rhetor",

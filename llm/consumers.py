@@ -29,6 +29,7 @@ from llm.schemas import WsChatIn, WsContextIn, WsMessageIn
 from llm.selectors import default_choice_get, provider_availability
 from llm.streaming import iso_timestamp, message_payload, usage_payload
 from rhetor_site.errors import InvalidInput, RhetorError
+from rhetor_site.lifecycle import Drainable, is_draining, on_drain
 from rhetor_site.outages import outage_of
 from rhetor_site.parsing import refuse_nul
 
@@ -41,6 +42,8 @@ UNKNOWN_TYPE = (
     "Unknown message type {type!r}; expected LLM_REQUEST, CHAT_REQUEST, REGISTER, STATUS, "
     "SUBSCRIBE or UNSUBSCRIBE"
 )
+CLOSE_GOING_AWAY = 1001
+SHUTDOWN_REASON = "Rhetor is restarting; reconnect"
 FRAME_TOO_LARGE = "The frame is {size} bytes; the limit is {limit} (RHETOR_MAX_WS_FRAME_BYTES)"
 
 
@@ -55,7 +58,7 @@ def _validation_text(exc: ValidationError) -> str:
 async_principal_for = sync_to_async(principal_for)
 
 
-class RhetorConsumer(AsyncJsonWebsocketConsumer):
+class RhetorConsumer(AsyncJsonWebsocketConsumer, Drainable):
     # The channel layer (Redis) may go away under an open socket. channels would let the
     # failing layer receive end the consumer; instead the socket keeps serving its frames
     # and the layer is read again, with backoff, until Redis is back.
@@ -91,6 +94,16 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         await self.accept()
+        on_drain(self)
+
+    async def drain(self, deadline: float) -> None:
+        """The worker is shutting down: finish the requests in flight (until `deadline`),
+        then close the socket with a reason the client can show."""
+        loop = asyncio.get_running_loop()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=max(0.0, deadline - loop.time()))
+        if not self.tasks:
+            await self.close(code=CLOSE_GOING_AWAY, reason=SHUTDOWN_REASON)
 
     async def authorize(self, *scopes: str, any_of: bool = False) -> None:
         """Re-check the key (cached; a revocation reaches open sockets within
@@ -181,7 +194,11 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(payload, dict):
             payload = {}
         context = str(payload.get("context") or payload.get("context_id") or "unknown")
-        if kind in ("LLM_REQUEST", "CHAT_REQUEST"):
+        if kind in ("LLM_REQUEST", "CHAT_REQUEST") and is_draining():
+            await self.send_error(
+                SHUTDOWN_REASON, context=context, request=frame, code="shutting_down"
+            )
+        elif kind in ("LLM_REQUEST", "CHAT_REQUEST"):
             schema = WsMessageIn if kind == "LLM_REQUEST" else WsChatIn
             try:
                 parsed = schema.model_validate(payload)

@@ -256,6 +256,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = RHETOR_MAX_BODY_BYTES
 RHETOR_MAX_MESSAGE_CHARS = env.int("RHETOR_MAX_MESSAGE_CHARS", default=1_000_000)
 RHETOR_MAX_CHAT_MESSAGES = env.int("RHETOR_MAX_CHAT_MESSAGES", default=1000)
 RHETOR_MAX_WS_FRAME_BYTES = env.int("RHETOR_MAX_WS_FRAME_BYTES", default=4 * 1024 * 1024)
+# What daphne itself reads of one WebSocket message (`serve` passes it on): a frame over
+# RHETOR_MAX_WS_FRAME_BYTES but within this is read and answered with an ERROR frame, the
+# socket left open; one beyond it is refused by daphne with close code 1009 (too big).
+RHETOR_WS_TRANSPORT_MAX_BYTES = env.int(
+    "RHETOR_WS_TRANSPORT_MAX_BYTES", default=4 * RHETOR_MAX_WS_FRAME_BYTES
+)
+# On SIGTERM/SIGINT a worker stops accepting and gives what is in flight this long to
+# finish before it cuts it (rhetor_site/worker.py).
+RHETOR_SHUTDOWN_GRACE_SECONDS = env.float("RHETOR_SHUTDOWN_GRACE_SECONDS", default=30.0)
 # A usage record whose database write fails (database down) is retried this long within
 # the request, then in the background until the database answers again.
 RHETOR_SETTLE_RETRY_SECONDS = env.float("RHETOR_SETTLE_RETRY_SECONDS", default=10.0)

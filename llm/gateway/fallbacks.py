@@ -21,6 +21,7 @@ from llm.gateway.plan import Plan
 from llm.providers import get_provider
 from llm.providers.base import CompletionRequest, ProviderError, StreamEnd, StreamEvent, Usage
 from llm.routes import Target
+from rhetor_site.lifecycle import finish_soon
 
 logger = logging.getLogger("llm")
 
@@ -240,7 +241,7 @@ async def open_stream(
         except BaseException:  # cancelled while waiting for the first event
             breakers.release(target.provider, target.model)
             await _close(stream)
-            await asyncio.shield(meter.settle(hold, usage=None, status="cancelled"))
+            await asyncio.shield(finish_soon(meter.settle(hold, usage=None, status="cancelled")))
             raise
         attempts.append(Attempt(target, "ok"))
         if exceeded is not None:

@@ -32,6 +32,7 @@ from llm.gateway.request import LLMResult
 from llm.providers.base import ProviderError, StreamEnd, TextDelta, Usage
 from llm.routes import Target
 from rhetor_site.db import released
+from rhetor_site.lifecycle import finish_soon
 from rhetor_site.outages import DATABASE_ERRORS
 from rhetor_site.tokens import count_tokens, estimate_messages_tokens, estimate_tokens
 
@@ -154,6 +155,37 @@ class LLMStream:
         if keep > 0:
             context_compact_soon(context_id=self.context_id, keep_tokens=keep)
 
+    async def _finish(self, status: str, usage: Usage | None, reply: str, error: str) -> int | None:
+        """Steps 6-8: settle the budget and the rate limit, store and publish the exchange,
+        and compact the conversation later. The cost charged (None: still pending)."""
+        charged = await self._settle(status, usage, reply, error)
+        stored = await self._store(status, usage, reply, error)
+        await acontext_publish(context_id=self.context_id, messages=stored)
+        self._compact_later()
+        if self.admission is not None:
+            await self.admission.settle(usage)  # no usage (failed, cancelled): estimate stands
+        return charged
+
+    async def _store(
+        self, status: str, usage: Usage | None, reply: str, error: str
+    ) -> list[Message]:
+        if not self.prepared.request.store:  # a stateless request: no thread hop
+            return []
+        try:
+            return await _astore_exchange(
+                prepared=self.prepared,
+                reply=reply,
+                target=self.opened.target,
+                usage=usage,
+                status=status,
+                error=error,
+            )
+        except DATABASE_ERRORS as exc:
+            # The database went away mid-request: the reply was served and its usage is
+            # settled (or pending); the turn cannot be added to the context.
+            logger.error("the exchange of %r was not stored: %r", self.context_id, exc)
+            return []
+
     async def chunks(self) -> AsyncGenerator[str, None]:
         parts: list[str] = []
         end: StreamEnd | None = None
@@ -182,31 +214,10 @@ class LLMStream:
             await self.opened.aclose()
             reply = "".join(parts)
             usage = end.usage if end is not None else None
-            charged = await asyncio.shield(self._settle(status, usage, reply, error))
-            # Shielded: a client disconnect cancels this task, but what was generated is
-            # still stored.
-            try:
-                stored: list[Message] = []
-                if self.prepared.request.store:  # a stateless request: no thread hop
-                    stored = await asyncio.shield(
-                        _astore_exchange(
-                            prepared=self.prepared,
-                            reply=reply,
-                            target=self.opened.target,
-                            usage=usage,
-                            status=status,
-                            error=error,
-                        )
-                    )
-            except DATABASE_ERRORS as exc:
-                # The database went away mid-request: the reply was served and its usage is
-                # settled (or pending); the turn cannot be added to the context.
-                logger.error("the exchange of %r was not stored: %r", self.context_id, exc)
-                stored = []
-            await acontext_publish(context_id=self.context_id, messages=stored)
-            self._compact_later()
-            if self.admission is not None:
-                await self.admission.settle(usage)  # no usage (failed, cancelled): estimate stands
+            # Shielded and waited for by the worker before it exits: a client that went away
+            # (or a shutdown) cancels this task, but what was generated is still charged,
+            # stored and published.
+            charged = await asyncio.shield(finish_soon(self._finish(status, usage, reply, error)))
             if end is not None:
                 self.result = LLMResult(
                     text=reply,

@@ -1,10 +1,12 @@
 """`manage.py serve`: run Rhetor with daphne, HTTP and WebSocket on one port.
 
 The command is a small supervisor: it binds the port once, starts RHETOR_WORKERS daphne
-processes that share the listening socket (`daphne --fd`), and itself runs what must
+workers that share the listening socket (rhetor_site/worker.py), and itself runs what must
 happen once per server rather than once per worker — Hermes registration, heartbeats
-and unregistration — because daphne runs no ASGI lifespan events. SIGINT/SIGTERM stop
-the workers and unregister.
+and unregistration — because daphne runs no ASGI lifespan events. SIGINT/SIGTERM is a
+graceful shutdown: the supervisor closes its copy of the socket and passes the signal on;
+each worker drains (stops accepting, lets requests finish for RHETOR_SHUTDOWN_GRACE_SECONDS,
+cuts the rest as a client disconnect would, writes every settle and store) and exits.
 """
 
 import asyncio
@@ -20,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from access.auth import access_notice, insecure_secret_key, listens_on_loopback
 from llm.hermes import HermesRegistrar
+from rhetor_site.lifecycle import FINISH_SECONDS
 
 
 def _die_with_parent() -> None:
@@ -74,12 +77,11 @@ class Command(BaseCommand):
         command = [
             sys.executable,
             "-m",
-            "daphne",
+            "rhetor_site.worker",
             "--fd",
             str(fd),
             "-v",
             str(options["daphne_verbosity"]),
-            "rhetor_site.asgi:application",
         ]
         children = [
             # The workers decide anonymous access from RHETOR_HOST: give them --host's value.
@@ -103,15 +105,18 @@ class Command(BaseCommand):
         try:
             asyncio.run(self._supervise(children, host=shown, port=port))
         finally:
+            listener.close()  # the workers' copies close as each one drains
             for child in children:
                 if child.poll() is None:
-                    child.terminate()
+                    child.terminate()  # a graceful shutdown (rhetor_site/worker.py)
+            # The grace, then the time the cut requests take to be written.
+            wait = settings.RHETOR_SHUTDOWN_GRACE_SECONDS + FINISH_SECONDS + 5
             for child in children:
                 try:
-                    child.wait(timeout=10)
+                    child.wait(timeout=wait)
                 except subprocess.TimeoutExpired:
+                    self.stderr.write(f"worker {child.pid} did not stop in {wait:.0f}s; killed")
                     child.kill()
-            listener.close()
 
     async def _supervise(
         self, children: list[subprocess.Popen[bytes]], *, host: str, port: int
