@@ -19,7 +19,7 @@ import time
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -65,7 +65,6 @@ from budget.selectors import (
     env_default_policy,
     model_price_get,
 )
-from llm.providers.base import Usage
 from rhetor_site.db import released
 from rhetor_site.errors import InvalidInput
 
@@ -73,6 +72,7 @@ logger = logging.getLogger("budget")
 
 __all__ = [
     "Reservation",
+    "TokenUsage",
     "abudget_reserve",
     "abudget_settle",
     "budget_config_touched",
@@ -89,6 +89,23 @@ __all__ = [
 ]
 
 usd = policies.usd
+
+
+class TokenUsage(Protocol):
+    """What budget reads of a request's token usage. The gateway passes its own usage type
+    (llm's `Usage`); budget imports nothing from the layer above it."""
+
+    @property
+    def input_tokens(self) -> int: ...
+
+    @property
+    def output_tokens(self) -> int: ...
+
+    # Where the counts come from: "provider" (reported upstream), "estimate" or "partial"
+    # (UsageRecord.Source).
+    @property
+    def source(self) -> str: ...
+
 
 NO_PRICE = "No price is known for {provider}/{model}, and no other price exists to charge it at"
 BAD_STATUS = "status must be one of ok, error, cancelled (got {status!r})"
@@ -613,7 +630,7 @@ def budget_reserve(
 # --- Settle ---------------------------------------------------------------------------------
 
 
-def cost_for(*, provider: str, model: str, usage: Usage) -> tuple[int, ModelPrice]:
+def cost_for(*, provider: str, model: str, usage: TokenUsage) -> tuple[int, ModelPrice]:
     """What `usage` of provider/model costs now, in nanos, and the price it is charged at
     (an unpriced model at its provider's highest price)."""
     quote = model_price_get(provider=provider, model=model)
@@ -637,7 +654,7 @@ _STATUSES = {s.value for s in UsageRecord.Status}
 def budget_settle(
     *,
     reservation_id: int,
-    usage: Usage | None,
+    usage: TokenUsage | None,
     status: str,
     latency_ms: int,
     error: str = "",
@@ -993,7 +1010,7 @@ _abudget_settle_reconnecting = sync_to_async(released(_budget_settle_reconnectin
 async def abudget_settle_retrying(
     *,
     reservation_id: int,
-    usage: Usage | None,
+    usage: TokenUsage | None,
     status: str,
     latency_ms: int,
     error: str = "",
