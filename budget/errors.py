@@ -8,6 +8,18 @@ BUDGET_EXCEEDED = (
 )
 RESERVATION_NOT_FOUND = "Budget reservation {reservation_id} does not exist"
 
+# Raised as rhetor_site.errors.InvalidInput (400) by the budget services.
+NO_PRICE = "No price is known for {provider}/{model}, and no other price exists to charge it at"
+BAD_STATUS = "status must be one of ok, error, cancelled (got {status!r})"
+BAD_PERIOD = "period must be one of daily, weekly, monthly (got {period!r})"
+BAD_POLICY = "policy must be one of ignore, warn, enforce (got {policy!r})"
+BAD_SCOPE = "scope must be all, provider:<id> or component:<name> (got {scope!r})"
+NEGATIVE_TOKENS = "{field} must not be negative (got {value})"
+PRICE_IN_USE = (
+    "The price of {provider}/{model} from {effective_from} has been charged already; "
+    "set a new price with a later start instead"
+)
+
 
 class BudgetExceeded(RhetorError):
     """An enforce-policy limit cannot hold the request's worst-case cost.

@@ -125,9 +125,10 @@ class BudgetLimit(TimestampedModel):
 class SpendCounter(models.Model):
     """What one scope spent (settled) and holds (reserved, in flight) in one window.
 
-    Only ever changed by conditional `F()` UPDATEs in `budget.services`. An operator's reset
-    moves `baseline_nanos` up to `spent_nanos`; the window's usage is `spent - baseline`,
-    and `spent_nanos` always equals the ledger's total for the scope and window.
+    Only ever changed by the single-statement UPDATEs of `budget.services.counters`. An
+    operator's reset moves `baseline_nanos` up to `spent_nanos`; the window's usage is
+    `spent - baseline`, and `spent_nanos` always equals the ledger's total for the scope
+    and window.
     """
 
     period = models.CharField(max_length=10, choices=Period.choices)
@@ -184,7 +185,8 @@ class BudgetReservation(models.Model):
     price_is_fallback = models.BooleanField(default=False)
     is_fallback = models.BooleanField(default=False)
     bypassed = models.BooleanField(default=False)
-    # SpendCounter ids the hold was placed on (released from the same rows at settle).
+    # The keys (period, scope kind, scope value, window start) of the SpendCounters the
+    # hold was placed on (released from the same rows at settle).
     held_counters = models.JSONField(default=list, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.HELD)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

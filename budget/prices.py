@@ -1,6 +1,6 @@
 """The seed price table of TEKTON_CONTRACT.md ("Budget"), in nano-USD per token.
 
-Migration 0002 carries a frozen copy of it; `budget.services.model_prices_seed` restores it
+Migration 0002 carries a frozen copy of it; `budget.services.prices.model_prices_seed` restores it
 (idempotently) when the price table is empty, e.g. after a test flushed the database.
 """
 

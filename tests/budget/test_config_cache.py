@@ -16,6 +16,8 @@ from budget.errors import BudgetExceeded
 from budget.models import BudgetLimit, ModelPrice, SpendCounter, UsageRecord
 from budget.policies import nanos_from_usd
 from budget.selectors import BUDGET_CONFIG_VERSION_KEY, BudgetConfigCache
+from budget.selectors import config as selectors_config
+from budget.services import counters
 from llm.providers.base import Usage
 
 
@@ -32,7 +34,7 @@ def worker(monkeypatch: pytest.MonkeyPatch) -> tuple[BudgetConfigCache, FakeCloc
     """This worker's cache, rechecked every second of a clock the test moves."""
     clock = FakeClock()
     cache_ = BudgetConfigCache(recheck_seconds=1.0, clock=clock)
-    monkeypatch.setattr(selectors, "worker_budget_config", cache_)
+    monkeypatch.setattr(selectors_config, "worker_budget_config", cache_)
     return cache_, clock
 
 
@@ -46,7 +48,7 @@ def _on_another_worker(monkeypatch: pytest.MonkeyPatch, change: Callable[[], obj
     from django.test import TestCase
 
     with monkeypatch.context() as other_worker:
-        other_worker.setattr(selectors, "worker_budget_config", BudgetConfigCache())
+        other_worker.setattr(selectors_config, "worker_budget_config", BudgetConfigCache())
         with TestCase.captureOnCommitCallbacks(execute=True):
             change()
 
@@ -325,7 +327,7 @@ def test_settle_moves_every_counter_once_even_with_stale_remembered_ids(
     keys = sorted(
         (c.period, c.scope_kind, c.scope_value, c.window_start) for c in SpendCounter.objects.all()
     )
-    ids = services._counter_ids
+    ids = counters._counter_ids
     assert len(keys) == 9
     assert all(key in ids for key in keys)
     if poison == "swapped":
