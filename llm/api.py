@@ -43,6 +43,7 @@ from llm.schemas import (
     ProviderSetOut,
     ProvidersOut,
     StreamIn,
+    sse_documentation,
 )
 from llm.selectors import default_choice_get, provider_availability
 from llm.services import default_model_set
@@ -90,12 +91,18 @@ async def _answer(http: HttpRequest, payload: MessageIn | ChatIn | StreamIn) -> 
     "/message",
     response={200: MessageOut, **ERRORS},
     summary="Send a message (JSON, or SSE with streaming: true)",
+    openapi_extra=sse_documentation("The reply as JSON, or with streaming: true as SSE events."),
 )
 async def message_send(request: HttpRequest, payload: MessageIn) -> HttpResponseBase:
     return await _answer(request, payload)
 
 
-@router.post("/chat", response={200: MessageOut, **ERRORS}, summary="Send a chat conversation")
+@router.post(
+    "/chat",
+    response={200: MessageOut, **ERRORS},
+    summary="Send a chat conversation",
+    openapi_extra=sse_documentation("The reply as JSON, or with streaming: true as SSE events."),
+)
 async def chat_send(request: HttpRequest, payload: ChatIn) -> HttpResponseBase:
     return await _answer(request, payload)
 
@@ -104,16 +111,10 @@ async def chat_send(request: HttpRequest, payload: ChatIn) -> HttpResponseBase:
     "/stream",
     response={200: MessageOut, **ERRORS},
     summary="Send a message and stream the answer as server-sent events",
-    openapi_extra={
-        "responses": {
-            200: {
-                "description": "text/event-stream: data lines with chunk, model, provider, "
-                "context, done, timestamp; the terminal event has done=true and usage; a "
-                "failure mid-stream is an event with error and done=true.",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            }
-        }
-    },
+    openapi_extra=sse_documentation(
+        "text/event-stream: one event per chunk, then a terminal event with done=true and "
+        "usage, or with error when the provider fails mid-stream."
+    ),
 )
 async def stream_send(request: HttpRequest, payload: StreamIn) -> HttpResponseBase:
     return await _answer(request, payload)

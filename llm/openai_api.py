@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from ninja import Router
@@ -161,6 +162,8 @@ async def chat_completion_create(request: HttpRequest) -> HttpResponseBase:
         result = await llm_complete(call.request, http_caller(request))
     except RhetorError as exc:
         return _error_response(exc)
+    except RequestDataTooBig:
+        raise  # the site's handler answers 413 in OpenAI's shape
     except Exception:
         logger.exception("Unhandled error on POST /v1/chat/completions")
         return _json(internal_error_body(), 500)
@@ -191,7 +194,16 @@ async def model_list(request: HttpRequest) -> HttpResponse:
     return _json({"object": "list", "data": await _model_entries()})
 
 
-@router.get("/models/{path:model_id}", summary="One model or task route, OpenAI-compatible")
+@router.get(
+    "/models/{path:model_id}",
+    summary="One model or task route, OpenAI-compatible",
+    openapi_extra={
+        "responses": {
+            200: {"description": "The model, as an entry of GET /v1/models"},
+            404: {"description": "OpenAI error shape: unknown model (code model_not_found)"},
+        }
+    },
+)
 async def model_get(request: HttpRequest, model_id: str) -> HttpResponse:
     for entry in await _model_entries():
         if entry["id"] == model_id:

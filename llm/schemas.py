@@ -138,6 +138,53 @@ class MessageOut(Schema):
     budget_warnings: list[str]
 
 
+class StreamEventOut(Schema):
+    """One server-sent event of /stream (and of /message or /chat with streaming): text
+    chunks with done=false, then one terminal event with done=true and usage, fallback and
+    budget_warnings -- or, when the provider fails mid-stream, with error instead."""
+
+    chunk: str
+    model: str
+    provider: str
+    context: str
+    done: bool
+    timestamp: str
+    usage: UsageOut | None = None
+    fallback: bool | None = None
+    budget_warnings: list[str] | None = None
+    error: str | None = None
+
+
+def sse_documentation(description: str) -> dict[str, Any]:
+    """openapi_extra for an operation whose 200 is JSON or, when streaming, SSE events."""
+    payload = StreamEventOut.model_json_schema(ref_template="#/components/schemas/{model}")
+    payload.pop("$defs", None)
+    # One event of the stream, as OpenAPI 3.2 describes server-sent events: its `data`
+    # line is the JSON object above.
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": payload,
+            }
+        },
+    }
+    return {
+        "responses": {
+            200: {
+                "description": description,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/MessageOut"}},
+                    "text/event-stream": {"schema": event},
+                },
+            }
+        }
+    }
+
+
 class ModelOut(Schema):
     id: str
     name: str

@@ -37,7 +37,7 @@ CLOSE_GOING_AWAY = 1001
 SHUTDOWN_REASON = "Rhetor is restarting; reconnect"  # as llm.consumers says it
 
 
-class Server(daphne.server.Server):  # type: ignore[misc]
+class Server(daphne.server.Server):  # type: ignore[misc]  # daphne is untyped
     """daphne's server, keeping its listening ports so a drain can close them."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -92,7 +92,7 @@ class Server(daphne.server.Server):  # type: ignore[misc]
         until = loop.time() + lifecycle.FINISH_SECONDS
         await self._finish_within(lifecycle.FINISH_SECONDS)
         await lifecycle.finished(within=max(0.0, until - loop.time()))
-        reactor.stop()
+        reactor.stop()  # type: ignore[misc]  # twisted types the global reactor loosely
 
 
 def main() -> None:

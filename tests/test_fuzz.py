@@ -70,22 +70,6 @@ def error_body_is_clear(ctx: Any, response: Any, case: Any) -> bool | None:
 
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
-# Operations whose own declarations (in llm/) do not yet describe what they answer: the
-# one check each would fail is skipped there, every other check still runs. Remove an
-# entry as soon as its operation documents the truth.
-KNOWN_GAPS: dict[str, tuple[Any, str]] = {
-    "POST /stream": (
-        response_schema_conformance,
-        "its 200 documents the text/event-stream as one string; each SSE event is a JSON "
-        "object (chunk, model, provider, context, done, timestamp; usage or error at the "
-        "end), which schemathesis validates event by event",
-    ),
-    "GET /v1/models/{model_id}": (
-        status_code_conformance,
-        "an unknown model answers 404 (OpenAI's model_not_found), which it does not declare",
-    ),
-}
-
 
 @pytest.fixture(autouse=True)
 def _quick_providers(settings: Any) -> None:
@@ -117,7 +101,5 @@ def _keep_the_test_transaction() -> Iterator[None]:
     suppress_health_check=list(HealthCheck),
 )
 def test_every_answer_is_documented_and_clear(case: Any) -> None:
-    skipped, _why = KNOWN_GAPS.get(case.operation.label, (None, ""))
-    checks = [check for check in CHECKS if check is not skipped]
     response = case.call()
-    case.validate_response(response, checks=[*checks, error_body_is_clear])
+    case.validate_response(response, checks=[*CHECKS, error_body_is_clear])
