@@ -129,6 +129,9 @@ class Message(models.Model):
     )
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(db_index=True)
+    # The gateway request whose exchange this message is part of (its usage records carry
+    # the same id): a write retried after a lost COMMIT finds it and stores nothing twice.
+    request_id = models.UUIDField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["context", "seq"]

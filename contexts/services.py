@@ -89,16 +89,28 @@ def _context_get_or_create(*, context_id: str, component: str) -> Context:
 
 @transaction.atomic
 def context_append_messages(
-    *, context_id: str, component: str | None, messages: list[NewMessage]
+    *,
+    context_id: str,
+    component: str | None,
+    messages: list[NewMessage],
+    request_id: uuid.UUID | None = None,
 ) -> list[Message]:
     """Append messages to a context (created on first write) in one transaction.
 
     The per-context sequence is advanced with one conditional UPDATE, so concurrent
     appends to the same context never collide on `seq`. A message without a token count
-    is counted offline.
+    is counted offline. With a `request_id`, appending is idempotent: when the request's
+    messages are already stored (a retry after a COMMIT whose reply was lost), they are
+    returned and nothing is written.
     """
     if not messages:
         return []
+    if request_id is not None:
+        stored = list(
+            Message.objects.filter(context__context_id=context_id, request_id=request_id)
+        )
+        if stored:
+            return stored
     component = component or component_of(context_id)
     context = _context_get_or_create(context_id=context_id, component=component)
     now = timezone.now()
@@ -123,6 +135,7 @@ def context_append_messages(
             model=message.model,
             metadata=message.metadata,
             created_at=now,
+            request_id=request_id,
         )
         for offset, message in enumerate(messages)
     ]

@@ -23,6 +23,8 @@ from access.auth import ANY_KEY, BUDGET_ADMIN, GATEWAY, PROMPTS_COMPARE, PUBLIC
 from access.errors import Forbidden, RateLimited
 from budget.policies import usd
 from budget.selectors import budget_status
+from budget.services import pending_settles
+from contexts.outbox import kept_exchanges
 from llm.gateway import (
     Caller,
     LLMRequest,
@@ -270,6 +272,8 @@ async def health_get(request: HttpRequest) -> HttpResponse:
         "providers": await provider_availability(),
         # "provider/model" -> "open" | "half_open" for every circuit that is not closed.
         "circuit_breakers": breaker_summary(),
+        # Writes this worker keeps until the database answers again (an outage's backlog).
+        "pending_writes": {"usage_records": pending_settles(), "exchanges": kept_exchanges()},
     }
     if problem:
         body["reason"] = problem

@@ -27,7 +27,7 @@ from llm.errors import StreamInterrupted
 from llm.gateway import Caller, llm_complete, llm_stream_open
 from llm.schemas import WsChatIn, WsContextIn, WsMessageIn
 from llm.selectors import default_choice_get, provider_availability
-from llm.streaming import iso_timestamp, message_payload, usage_payload
+from llm.streaming import iso_timestamp, message_payload, pending_payload, usage_payload
 from rhetor_site.errors import InvalidInput, RhetorError
 from rhetor_site.lifecycle import Drainable, is_draining, on_drain
 from rhetor_site.outages import outage_of
@@ -267,6 +267,7 @@ class RhetorConsumer(AsyncJsonWebsocketConsumer, Drainable):
                         done["usage"] = usage_payload(result)
                         done["fallback"] = result.fallback
                         done["budget_warnings"] = list(result.budget_warnings)
+                        done.update(pending_payload(result))
                     await self.send_frame("UPDATE", done, frame)
             else:
                 result = await llm_complete(request, caller)

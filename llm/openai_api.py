@@ -172,6 +172,8 @@ async def chat_completion_create(request: HttpRequest) -> HttpResponseBase:
     )
     if result.cost_nanos is not None:
         headers["X-Rhetor-Cost"] = usd(result.cost_nanos)
+    if result.exchange_pending:  # stored in its context once the database returns
+        headers["X-Rhetor-Exchange"] = "pending"
     return _json(completion_body(result, call), headers=headers)
 
 

@@ -136,6 +136,8 @@ class MessageOut(Schema):
     usage: UsageOut
     fallback: bool
     budget_warnings: list[str]
+    # Present (true) only when the database was away: the exchange is stored once it returns.
+    exchange_pending: bool | None = None
 
 
 class StreamEventOut(Schema):
@@ -152,6 +154,7 @@ class StreamEventOut(Schema):
     usage: UsageOut | None = None
     fallback: bool | None = None
     budget_warnings: list[str] | None = None
+    exchange_pending: bool | None = None
     error: str | None = None
 
 

@@ -30,6 +30,11 @@ def usage_payload(result: LLMResult) -> dict[str, Any]:
     }
 
 
+def pending_payload(result: LLMResult) -> dict[str, Any]:
+    """`exchange_pending: true` when the exchange waits for the database to be stored."""
+    return {"exchange_pending": True} if result.exchange_pending else {}
+
+
 def message_payload(result: LLMResult) -> dict[str, Any]:
     """The standardized response format."""
     return {
@@ -42,6 +47,7 @@ def message_payload(result: LLMResult) -> dict[str, Any]:
         "usage": usage_payload(result),
         "fallback": result.fallback,
         "budget_warnings": list(result.budget_warnings),
+        **pending_payload(result),
     }
 
 
@@ -74,6 +80,7 @@ async def sse_events(stream: LLMStream) -> AsyncIterator[bytes]:
             "usage": usage_payload(result),
             "fallback": result.fallback,
             "budget_warnings": list(result.budget_warnings),
+            **pending_payload(result),
         }
     )
 

@@ -30,7 +30,12 @@ _draining = False
 
 def finish_soon(coro: Coroutine[Any, Any, T]) -> "asyncio.Task[T]":
     """Run `coro` as a task that the worker waits for before it exits."""
-    task = asyncio.ensure_future(coro)
+    return track(asyncio.ensure_future(coro))
+
+
+def track(task: "asyncio.Task[T]") -> "asyncio.Task[T]":
+    """Have the worker wait for `task` before it exits (e.g. a write that waits for the
+    database to return)."""
     _finishing.add(task)
     task.add_done_callback(_finishing.discard)
     return task

@@ -26,6 +26,9 @@ from django.test import AsyncClient
 
 from budget.models import BudgetReservation, UsageRecord
 from budget.services import await_pending_settles, pending_settles
+from contexts.models import Message
+from contexts.outbox import Exchange, astore_exchange, kept_messages
+from contexts.services import NewMessage
 from llm.providers import reset_providers
 from rhetor_site.handler import PooledThreadsASGIHandler
 from rhetor_site.routing import websocket_urlpatterns
@@ -216,6 +219,58 @@ async def test_a_settle_left_to_the_background_outlives_the_request_that_started
     assert record.status == "ok"
     assert record.output_tokens == events[-1]["usage"]["output_tokens"]
     assert await BudgetReservation.objects.filter(state="held").aexists() is False
+
+
+async def test_an_exchange_answered_during_an_outage_is_stored_when_the_database_returns(
+    database: SimulatedDatabaseOutage, slow_simulated: None, settings: Any
+) -> None:
+    settings.RHETOR_SETTLE_RETRY_SECONDS = 0.1
+    first = await post("/stream", {"message": "Remember the word teal", "context_id": "keep"})
+    database.down()
+    events = await read_events(first)
+    # The client got its answer, told that its turn waits for the database.
+    assert events[-1]["done"] is True
+    assert events[-1]["exchange_pending"] is True
+    kept = kept_messages("keep")
+    assert [(m.role, m.content) for m in kept][:1] == [("user", "Remember the word teal")]
+    assert [m.role for m in kept] == ["user", "assistant"]
+
+    database.up()
+    while kept_messages("keep"):  # the kept exchange is written once the database answers
+        await asyncio.sleep(0.05)
+    await asyncio.wait_for(await_pending_settles(), timeout=10)
+    second = await post("/message", {"message": "Which word?", "context_id": "keep"})
+
+    assert second.status_code == 200
+    assert "exchange_pending" not in second.json()
+    stored = [
+        (m.role, m.content[:22])
+        async for m in Message.objects.filter(context__context_id="keep").order_by("seq")
+    ]
+    # In order, exactly once: the kept turn, its reply, then the next turn and its reply.
+    assert [role for role, _ in stored] == ["user", "assistant", "user", "assistant"]
+    assert stored[0][1] == "Remember the word teal"
+    assert stored[2][1] == "Which word?"
+    assert await UsageRecord.objects.acount() == 2
+
+
+async def test_a_stored_exchange_is_not_stored_twice_when_its_write_is_retried() -> None:
+    """A COMMIT whose reply was lost looks like a failure: the retry finds the request's
+    messages and writes nothing."""
+    exchange = Exchange(
+        context_id="ergon:once",
+        component="ergon",
+        messages=(NewMessage("user", "Hi"), NewMessage("assistant", "Hello")),
+        request_id=uuid.uuid4(),
+    )
+
+    first = await astore_exchange(exchange)
+    again = await astore_exchange(exchange)
+
+    assert first is not None
+    assert again is not None
+    assert [m.pk for m in again] == [m.pk for m in first]
+    assert await Message.objects.filter(context__context_id="ergon:once").acount() == 2
 
 
 # --- Real servers cut off through a proxy ------------------------------------------------------

@@ -15,6 +15,7 @@ from budget.models import UsageRecord
 from budget.services.settle import abudget_settle, budget_settle
 from budget.services.usage import TokenUsage
 from rhetor_site.db import released
+from rhetor_site.lifecycle import track
 
 logger = logging.getLogger("budget")
 
@@ -77,6 +78,7 @@ async def abudget_settle_retrying(
     )
     _pending_settles.add(task)
     task.add_done_callback(_pending_settles.discard)
+    track(task)  # a graceful shutdown waits for it
     logger.error(
         "the database is still unreachable; reservation %s will be settled when it returns",
         reservation_id,

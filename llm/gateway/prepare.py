@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from contexts.outbox import kept_messages
 from contexts.selectors import (
     EMPTY_HISTORY,
     HistoryBundle,
@@ -190,6 +191,11 @@ async def prepare(request: LLMRequest) -> Prepared:
     default_target = table.default_target
     plan = await plan_targets(route=route, options=request.options, default_target=default_target)
     stored = [HistoryItem(m.role, m.content, m.tokens) for m in bundle.messages]
+    if request.store:  # turns kept through a database outage are part of the conversation
+        stored += [
+            HistoryItem(m.role, m.content, m.tokens or count_tokens(m.content))
+            for m in kept_messages(request.context_id)
+        ]
     system_parts: list[str] = [prompt.text] if prompt else []
     summary: str | None = None
     if request.whole_conversation:

@@ -82,3 +82,5 @@ class LLMResult:
     timestamp: datetime
     budget_warnings: tuple[str, ...] = ()
     cost_nanos: int | None = None  # None: the charge is still pending (database outage)
+    # The exchange is kept and will be stored when the database returns (contexts.outbox).
+    exchange_pending: bool = False

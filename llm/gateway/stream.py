@@ -7,18 +7,18 @@ partial reply is kept and flagged). Nothing is written per chunk.
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from contexts.models import Message
+from contexts.outbox import Exchange, astore_exchange
 from contexts.services import (
     NewMessage,
     acontext_publish,
-    context_append_messages,
     context_compact_soon,
 )
 from contexts.summaries import SUMMARY_MAX_TOKENS
@@ -31,19 +31,17 @@ from llm.gateway.prepare import Prepared
 from llm.gateway.request import LLMResult
 from llm.providers.base import ProviderError, StreamEnd, TextDelta, Usage
 from llm.routes import Target
-from rhetor_site.db import released
 from rhetor_site.lifecycle import finish_soon
-from rhetor_site.outages import DATABASE_ERRORS
 from rhetor_site.tokens import count_tokens, estimate_messages_tokens, estimate_tokens
 
 logger = logging.getLogger("llm")
 
 
-def _store_exchange(
+def exchange_messages(
     *, prepared: Prepared, reply: str, target: Target, usage: Usage | None, status: str, error: str
-) -> list[Message]:
-    if not prepared.request.store:
-        return []
+) -> list[NewMessage]:
+    """The messages an exchange adds to its conversation: the new turns (the last one
+    flagged when it had to be cut to fit), then the reply (flagged when partial)."""
     messages = list(prepared.to_store)
     fitted = prepared.builder.fitted.get(target)
     if fitted and fitted.new_truncated_from is not None and messages:
@@ -67,14 +65,7 @@ def _store_exchange(
                 token_source="provider" if reported else "estimate",
             )
         )
-    return context_append_messages(
-        context_id=prepared.request.context_id,
-        component=prepared.request.resolved_component,
-        messages=messages,
-    )
-
-
-_astore_exchange = sync_to_async(released(_store_exchange))
+    return messages
 
 
 class LLMStream:
@@ -93,6 +84,9 @@ class LLMStream:
         self.admission = admission
         self.failure_usage: Usage | None = None
         self.result: LLMResult | None = None
+        # The exchange could not be stored yet (the database is away): it is kept and
+        # stored when the database returns.
+        self.exchange_pending = False
 
     @property
     def provider(self) -> str:
@@ -169,22 +163,30 @@ class LLMStream:
     async def _store(
         self, status: str, usage: Usage | None, reply: str, error: str
     ) -> list[Message]:
+        """The stored messages of the exchange; when the database is away it is kept and
+        stored once it returns (contexts.outbox), and the result says it is pending."""
         if not self.prepared.request.store:  # a stateless request: no thread hop
             return []
-        try:
-            return await _astore_exchange(
-                prepared=self.prepared,
-                reply=reply,
-                target=self.opened.target,
-                usage=usage,
-                status=status,
-                error=error,
+        messages = exchange_messages(
+            prepared=self.prepared,
+            reply=reply,
+            target=self.opened.target,
+            usage=usage,
+            status=status,
+            error=error,
+        )
+        stored = await astore_exchange(
+            Exchange(
+                context_id=self.context_id,
+                component=self.prepared.request.resolved_component,
+                messages=tuple(messages),
+                request_id=self.meter.request_id if self.meter else uuid.uuid4(),
             )
-        except DATABASE_ERRORS as exc:
-            # The database went away mid-request: the reply was served and its usage is
-            # settled (or pending); the turn cannot be added to the context.
-            logger.error("the exchange of %r was not stored: %r", self.context_id, exc)
+        )
+        if stored is None:
+            self.exchange_pending = True
             return []
+        return stored
 
     async def chunks(self) -> AsyncGenerator[str, None]:
         parts: list[str] = []
@@ -230,4 +232,5 @@ class LLMStream:
                     timestamp=timezone.now(),
                     budget_warnings=tuple(self.warnings),
                     cost_nanos=charged,
+                    exchange_pending=self.exchange_pending,
                 )
