@@ -14,7 +14,7 @@ class BudgetConfig(AppConfig):
         from budget.models import BudgetLimit, ModelPrice
 
         checks.register(check_budget_settings)
-        # Workers cache prices and limits (budget.selectors, "cached per worker"). The
+        # Workers cache prices and limits (budget.selectors.config). The
         # budget services say when they change them; these receivers also catch every
         # other save or delete of a row (admin deletes, shell and data fixes, bulk deletes
         # of a queryset) and migrations. Not domain logic (R3): cache invalidation only.
@@ -28,7 +28,7 @@ class BudgetConfig(AppConfig):
 
 def budget_config_signal(sender: Any, **kwargs: Any) -> None:
     """A price or limit row changed outside the services' knowledge (see ready())."""
-    from budget.services import budget_config_touched
+    from budget.selectors import budget_config_touched
 
     budget_config_touched()
 

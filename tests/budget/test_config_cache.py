@@ -1,4 +1,4 @@
-"""The per-worker cache of prices and limits (budget.selectors, "cached per worker") and the
+"""The per-worker cache of prices and limits (budget.selectors.config) and the
 settle's batched counter UPDATE."""
 
 import datetime as dt
