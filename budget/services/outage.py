@@ -73,12 +73,14 @@ async def abudget_settle_retrying(
             continue
     # A fresh context: the task outlives the request, and must not inherit its
     # thread-sensitive executor (asgiref refuses calls through it once the request ended).
-    task = asyncio.get_running_loop().create_task(
-        _settle_in_background(kwargs), context=contextvars.Context()
+    # A graceful shutdown waits for it (`track`).
+    task = track(
+        asyncio.get_running_loop().create_task(
+            _settle_in_background(kwargs), context=contextvars.Context()
+        )
     )
     _pending_settles.add(task)
     task.add_done_callback(_pending_settles.discard)
-    track(task)  # a graceful shutdown waits for it
     logger.error(
         "the database is still unreachable; reservation %s will be settled when it returns",
         reservation_id,
