@@ -55,7 +55,6 @@ from access.services import api_key_touch, secret_hash
 logger = logging.getLogger("rhetor")
 
 
-
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
 TOKEN_RE = re.compile(r"^rk_([0-9a-f]{8})_([A-Za-z0-9_-]{16,128})$")
 TOUCH_EVERY = dt.timedelta(minutes=1)

@@ -49,6 +49,7 @@ class Exchange:
 
 # context_id -> its kept exchanges, oldest first; a context is here while a writer runs.
 _kept: dict[str, deque[Exchange]] = {}
+_writers: set["asyncio.Task[None]"] = set()
 
 
 def _append(exchange: Exchange, *, reconnect: bool) -> list[Message]:
@@ -98,10 +99,11 @@ def _keep(exchange: Exchange) -> None:
         return
     _kept[exchange.context_id] = deque([exchange])
     # A fresh context: the writer outlives the request that started it.
-    task = asyncio.get_running_loop().create_task(
+    writer = asyncio.get_running_loop().create_task(
         _write_kept(exchange.context_id), context=contextvars.Context()
     )
-    track(task)
+    _writers.add(track(writer))  # held, and waited for by a graceful shutdown
+    writer.add_done_callback(_writers.discard)
 
 
 async def _write_kept(context_id: str) -> None:

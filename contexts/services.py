@@ -106,9 +106,7 @@ def context_append_messages(
     if not messages:
         return []
     if request_id is not None:
-        stored = list(
-            Message.objects.filter(context__context_id=context_id, request_id=request_id)
-        )
+        stored = list(Message.objects.filter(context__context_id=context_id, request_id=request_id))
         if stored:
             return stored
     component = component or component_of(context_id)
