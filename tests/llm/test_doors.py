@@ -64,7 +64,7 @@ def test_a_run_needs_the_messages_scope(client: Client) -> None:
     assert not UsageRecord.objects.exists()
 
 
-@override_settings(**REMOTE)
+@override_settings(**REMOTE, REDIS_URL="")  # the in-memory limiter, whose counters it reads
 @pytest.mark.usefixtures("prompts")
 def test_a_run_is_charged_to_the_keys_token_limit_and_reports_its_cost(client: Client) -> None:
     created = make_key(scopes="messages,prompts:read", components="telos", tpm=100_000)
